@@ -1,0 +1,260 @@
+"""The one configuration model: strict pydantic, YAML files in ``configs/``.
+
+Every stage reads only its own section. Unknown keys are rejected with a
+"did you mean" hint, in the spirit of mne-bids-pipeline's config checks.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from spikewatch.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+
+class IOConfig(_Section):
+    """How recordings are read."""
+
+    sfreq: float | None = Field(None, gt=0, description="Sampling rate (Hz) for header-less text/MAT segments.")
+    channels: list[str] | None = Field(None, description="Channels to analyse (default: all of the modality).")
+    ch_names: list[str] | None = Field(None, description="Names for the files of a multi-file text recording.")
+    modality: Literal["ecg", "eeg"] | None = Field(None, description="Override the inferred modality.")
+    unit: Literal["uV", "mV", "V"] = Field("uV", description="Unit of header-less text/MAT samples.")
+
+
+class PreprocessingConfig(_Section):
+    """Causal filters applied before encoding (state carried across chunks)."""
+
+    l_freq: float | None = Field(0.5, ge=0, description="High-pass edge (Hz); null for none.")
+    h_freq: float | None = Field(40.0, gt=0, description="Low-pass edge (Hz); null for none.")
+    filter_order: int = Field(2, ge=1, le=8, description="Butterworth order of the band-pass (per edge).")
+    notch: list[float] = Field(default_factory=list, description="Mains frequencies to notch out (Hz).")
+
+
+class EncodingConfig(_Section):
+    """Send-on-delta spike encoding."""
+
+    delta_factor: float = Field(0.5, gt=0, description="delta = factor x robust (MAD) amplitude of the channel.")
+    calibration_s: float = Field(60.0, gt=0, description="Seconds at the start used to estimate delta.")
+
+
+class NetworkConfig(_Section):
+    """The spiking network (LIF feature layer with lateral inhibition)."""
+
+    n_neurons: int = Field(24, ge=1, le=4096, description="Feature neurons that learn recurring patterns.")
+    delays_s: list[float] = Field(
+        default_factory=lambda: [0.0, 0.02, 0.04, 0.06, 0.08],
+        description="Input delay taps (s): each UP/DOWN train is seen at these lags (temporal context).",
+    )
+    tau_rc: float = Field(0.02, gt=0, description="LIF membrane time constant (s).")
+    tau_ref: float = Field(0.002, ge=0, description="LIF refractory period (s).")
+    synapse_s: float = Field(0.01, ge=0, description="Input synapse time constant (s).")
+    inhibition: float = Field(2.0, ge=0, description="Lateral inhibition weight between feature neurons.")
+    w_init: float = Field(0.3, gt=0, description="Initial weights are uniform in [0, w_init] x w_max.")
+    gain: float = Field(1.0, gt=0, description="Scale of input currents onto the feature neurons.")
+    score_tau_s: float = Field(0.02, gt=0, description="Filter time constant for the activity used by the score (s).")
+
+
+class STDPConfig(_Section):
+    """The pair-based STDP rule on the input weights."""
+
+    enabled: bool = Field(True, description="Learning on (false = same network, frozen weights: ablation).")
+    a_plus: float = Field(0.01, gt=0, description="Potentiation amplitude A+.")
+    a_minus: float = Field(-0.0105, lt=0, description="Depression amplitude A- (negative).")
+    tau_plus: float = Field(0.02, gt=0, description="Pre-trace time constant (s).")
+    tau_minus: float = Field(0.02, gt=0, description="Post-trace time constant (s).")
+    w_min: float = Field(0.0, description="Lower weight bound.")
+    w_max: float = Field(1.0, description="Upper weight bound.")
+    bounds: Literal["hard", "soft"] = Field("soft", description="Hard clip or soft (multiplicative) bounds.")
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.w_min >= self.w_max:
+            raise ValueError("w_min must be < w_max")
+        return self
+
+
+class DetectionConfig(_Section):
+    """From anomaly score to events."""
+
+    baseline_s: float = Field(300.0, gt=0, description="Running baseline length for the robust z-score (s).")
+    z_threshold: float = Field(5.0, gt=0, description="Robust z-score above which a beat/window is anomalous.")
+    window_s: float = Field(1.0, gt=0, description="Score window for EEG (s).")
+    beat_window_s: list[float] = Field(
+        default_factory=lambda: [-0.1, 0.15], description="Window around each R-peak scored as that beat (s)."
+    )
+    merge_gap_s: float = Field(0.5, ge=0, description="Flagged spans closer than this are merged (s).")
+    min_duration_s: float = Field(0.0, ge=0, description="Events shorter than this are dropped (s).")
+    warmup_s: float = Field(30.0, ge=0, description="No events before this time (network still learning).")
+
+
+class ReportConfig(_Section):
+    """What is written for each recording."""
+
+    html: bool = Field(True, description="Write report.html (mne.Report).")
+
+
+class PipelineConfig(_Section):
+    """Batch execution."""
+
+    chunk_s: float = Field(300.0, gt=0, description="Seconds read, filtered and encoded at a time.")
+
+
+class BackendConfig(_Section):
+    """Which simulator runs the network."""
+
+    name: Literal["nengo"] = Field("nengo", description="Simulator backend.")
+
+
+class Config(_Section):
+    """The whole spikewatch configuration."""
+
+    seed: int = Field(0, ge=0, description="Seed of every random choice (initial weights, ...).")
+    io: IOConfig = Field(default_factory=IOConfig)
+    preprocessing: PreprocessingConfig = Field(default_factory=PreprocessingConfig)
+    encoding: EncodingConfig = Field(default_factory=EncodingConfig)
+    network: NetworkConfig = Field(default_factory=NetworkConfig)
+    stdp: STDPConfig = Field(default_factory=STDPConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    report: ReportConfig = Field(default_factory=ReportConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+
+    def digest(self) -> str:
+        """SHA-256 of the canonical JSON of the resolved config."""
+        blob = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _model_for(path: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for key in path:
+        field = model.model_fields.get(key)
+        ann = getattr(field, "annotation", None)
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            return None
+    return model
+
+
+def _format_error(err: dict, source: str) -> str:
+    loc = tuple(str(p) for p in err["loc"])
+    dotted = ".".join(loc)
+    if err["type"] == "extra_forbidden":
+        model = _model_for(loc[:-1])
+        known = list(model.model_fields) if model else []
+        close = difflib.get_close_matches(loc[-1], known, n=1, cutoff=0.6)
+        hint = f"; did you mean '{'.'.join(loc[:-1] + (close[0],))}'?" if close else (
+            f"; valid keys: {', '.join(known)}" if known else "")
+        return f"{source}: unknown config key '{dotted}'{hint}"
+    return f"{source}: config key '{dotted}': {err['msg']} (got {err.get('input')!r})"
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def build_config(data: dict[str, Any] | None = None, source: str = "config", **overrides: Any) -> Config:
+    """Validate a mapping (plus dotted overrides) into a :class:`Config`.
+
+    Parameters
+    ----------
+    data : dict, optional
+        Nested mapping as read from YAML.
+    source : str
+        Name used in error messages (the file).
+    **overrides
+        Dotted keys with ``__`` for dots, e.g. ``stdp__enabled=False``; values
+        of ``None`` are ignored (an unset CLI flag).
+
+    Returns
+    -------
+    Config
+
+    Raises
+    ------
+    ConfigError
+        One line naming the source, the key and the problem.
+    """
+    data = dict(data or {})
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        parts = key.split("__")
+        patch: dict = {parts[-1]: value}
+        for p in reversed(parts[:-1]):
+            patch = {p: patch}
+        data = _merge(data, patch)
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc.errors()[0], source)) from None
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> Config:
+    """Read a YAML config file (optionally with ``extends:``) and validate it.
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        YAML file; a bare name like ``ecg`` is looked up in ``configs/``.
+        ``None`` gives the defaults.
+    **overrides
+        As in :func:`build_config`.
+
+    Returns
+    -------
+    Config
+    """
+    if path is None:
+        return build_config({}, "defaults", **overrides)
+    data = _read_yaml(Path(path))
+    return build_config(data, str(path), **overrides)
+
+
+def _resolve(path: Path) -> Path:
+    if path.is_file():
+        return path
+    cand = CONFIG_DIR / (path.name if path.suffix else f"{path.name}.yaml")
+    if not path.parent.parts and cand.is_file():
+        return cand
+    raise ConfigError(f"{path}: config file not found")
+
+
+def _read_yaml(path: Path, _seen: tuple = ()) -> dict:
+    path = _resolve(path)
+    if path in _seen:
+        raise ConfigError(f"{path}: 'extends' loops back to itself")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    parent = data.pop("extends", None)
+    if parent:
+        base = _read_yaml((path.parent / parent) if not Path(parent).is_absolute() else Path(parent),
+                          _seen + (path,))
+        data = _merge(base, data)
+    return data
+
+
+def default_config_for(modality: str) -> Path:
+    """Path of the shipped default config for a modality (``ecg`` or ``eeg``)."""
+    return CONFIG_DIR / f"{modality}.yaml"
