@@ -63,7 +63,6 @@ class NetworkConfig(_Section):
     synapse_s: float = Field(0.01, ge=0, description="Input synapse time constant (s).")
     inhibition: float = Field(2.0, ge=0, description="Lateral inhibition weight between feature neurons.")
     w_init: float = Field(0.3, gt=0, description="Initial weights are uniform in [0, w_init] x w_max.")
-    gain: float = Field(1.0, gt=0, description="Scale of input currents onto the feature neurons.")
     score_tau_s: float = Field(0.02, gt=0, description="Filter time constant for the activity used by the score (s).")
 
 
