@@ -61,7 +61,7 @@ class NetworkConfig(_Section):
     tau_rc: float = Field(0.02, gt=0, description="LIF membrane time constant (s).")
     tau_ref: float = Field(0.002, ge=0, description="LIF refractory period (s).")
     synapse_s: float = Field(0.01, ge=0, description="Input synapse time constant (s).")
-    inhibition: float = Field(2.0, ge=0, description="Lateral inhibition weight between feature neurons.")
+    inhibition: float = Field(0.05, ge=0, description="Lateral inhibition weight between feature neurons.")
     w_init: float = Field(0.3, gt=0, description="Initial weights are uniform in [0, w_init] x w_max.")
     score_tau_s: float = Field(0.02, gt=0, description="Filter time constant for the activity used by the score (s).")
 
@@ -70,12 +70,12 @@ class STDPConfig(_Section):
     """The pair-based STDP rule on the input weights."""
 
     enabled: bool = Field(True, description="Learning on (false = same network, frozen weights: ablation).")
-    a_plus: float = Field(0.01, gt=0, description="Potentiation amplitude A+.")
-    a_minus: float = Field(-0.0105, lt=0, description="Depression amplitude A- (negative).")
+    a_plus: float = Field(1e-4, gt=0, description="Potentiation amplitude A+.")
+    a_minus: float = Field(-1.05e-4, lt=0, description="Depression amplitude A- (negative).")
     tau_plus: float = Field(0.02, gt=0, description="Pre-trace time constant (s).")
     tau_minus: float = Field(0.02, gt=0, description="Post-trace time constant (s).")
     w_min: float = Field(0.0, description="Lower weight bound.")
-    w_max: float = Field(1.0, description="Upper weight bound.")
+    w_max: float = Field(0.002, description="Upper weight bound (input current per event, in LIF threshold units).")
     bounds: Literal["hard", "soft"] = Field("soft", description="Hard clip or soft (multiplicative) bounds.")
 
     @model_validator(mode="after")

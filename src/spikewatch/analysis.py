@@ -1,0 +1,218 @@
+"""The analysis pipeline as one pure function: recording -> result.
+
+recording -> causal filter -> send-on-delta spikes -> STDP network (online
+learning) -> anomaly score -> beats / windows -> events. Everything streams in
+chunks of ``pipeline.chunk_s`` seconds with all state carried across chunk
+borders, so memory stays bounded by the chunk size (plus the per-step score).
+The CLI and the Prefect flows both call :func:`analyze`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from spikewatch.config import Config
+from spikewatch.detect import (Event, RPeakStream, beat_scores, make_events, robust_z,
+                               window_scores)
+from spikewatch.errors import RecordingError, SpikewatchError
+from spikewatch.preprocess import CausalFilter
+from spikewatch.snn.encoding import DeltaEncoder
+from spikewatch.snn.network import DetectorNetwork
+
+ACTIVITY_BIN_S = 0.1  # resolution of the per-channel input activity kept for events
+
+
+@dataclass
+class AnalysisResult:
+    """Everything :func:`analyze` learned about one recording."""
+
+    record_id: str
+    modality: str
+    sfreq: float
+    channels: list[str]
+    start_s: float
+    n_steps: int
+    delta: np.ndarray
+    spikes_per_channel: dict
+    encoding: dict
+    score: np.ndarray
+    events: list[Event]
+    rpeaks: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    beat_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    beat_z: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    window_onsets: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    window_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    window_z: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    neuron_spikes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    weights_start: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    weights_end: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    weight_change: list = field(default_factory=list)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float:
+        """Analysed duration in seconds."""
+        return self.n_steps / self.sfreq
+
+
+def _span(rec, start: float | None, stop: float | None) -> tuple[int, int]:
+    n = rec.n_times
+    s0 = 0 if start is None else int(round(start * rec.sfreq))
+    s1 = n if stop is None else min(int(round(stop * rec.sfreq)), n)
+    if not 0 <= s0 < s1:
+        raise RecordingError(rec.path, f"empty analysis span start={start} stop={stop} "
+                                       f"(recording is {n / rec.sfreq:.1f} s)")
+    return s0, s1
+
+
+def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None = None,
+            progress=None) -> AnalysisResult:
+    """Run the whole detector over a recording (or a span of it).
+
+    Parameters
+    ----------
+    rec : spikewatch.io.Recording
+        The recording (read lazily, chunk by chunk).
+    cfg : Config
+        Resolved configuration; each stage reads its own section.
+    start, stop : float, optional
+        Span to analyse, in seconds from the recording start.
+    progress : callable, optional
+        ``progress(done_s, total_s)`` called after each chunk.
+
+    Returns
+    -------
+    AnalysisResult
+    """
+    t_all = time.perf_counter()
+    timings = dict.fromkeys(["read", "filter", "encode", "network", "detect"], 0.0)
+    picks = list(cfg.io.channels) if cfg.io.channels else list(rec.signal_picks)
+    if not picks:
+        raise RecordingError(rec.path, f"no {rec.modality} channel to analyse")
+    sfreq = float(rec.sfreq)
+    s0, s1 = _span(rec, start, stop)
+    chunk = max(int(round(cfg.pipeline.chunk_s * sfreq)), 1)
+    n_ch = len(picks)
+
+    def read(a: int, b: int) -> np.ndarray:
+        t = time.perf_counter()
+        x = rec.get_data(start=a / sfreq, stop=b / sfreq, picks=picks)
+        timings["read"] += time.perf_counter() - t
+        return x
+
+    # --- calibrate delta on the first calibration_s of filtered signal
+    cal_end = min(s1, s0 + max(int(round(cfg.encoding.calibration_s * sfreq)), 1))
+    t = time.perf_counter()
+    cal = CausalFilter(cfg.preprocessing, sfreq, n_ch)(read(s0, cal_end))
+    encoder = DeltaEncoder.calibrate(cal, cfg.encoding.delta_factor)
+    timings["encode"] += time.perf_counter() - t
+
+    filt = CausalFilter(cfg.preprocessing, sfreq, n_ch)
+    net = DetectorNetwork(n_ch, sfreq, cfg.network, cfg.stdp, seed=cfg.seed)
+    is_ecg = rec.modality == "ecg"
+    rstream = RPeakStream(sfreq) if is_ecg else None
+    n_total = s1 - s0
+    score = np.empty(n_total, dtype=np.float32)
+    bin_len = max(int(round(ACTIVITY_BIN_S * sfreq)), 1)
+    activity = np.zeros((n_ch, -(-n_total // bin_len)), dtype=np.int32)
+    ev_count = np.zeros(n_ch, dtype=np.int64)
+    neuron_spikes = np.zeros(cfg.network.n_neurons, dtype=np.int64)
+    sig_pow = np.zeros(n_ch)
+    err_pow = np.zeros(n_ch)
+    weight_change = []
+    block = max(int(round(sfreq)), 1)
+
+    t = time.perf_counter()
+    sim = net.simulator()
+    timings["network"] += time.perf_counter() - t
+    w_start = net.current_weights(sim)
+    try:
+        for a in range(s0, s1, chunk):
+            b = min(a + chunk, s1)
+            x = read(a, b)
+            t = time.perf_counter()
+            y = filt(x)
+            timings["filter"] += time.perf_counter() - t
+
+            t = time.perf_counter()
+            prev = np.zeros(n_ch) if encoder.level is None else encoder.level.copy()
+            ev = encoder.encode(y)
+            q = prev[:, None] + np.cumsum(ev[0::2] - ev[1::2], axis=1)
+            rec_sig = encoder.r0[:, None] + encoder.delta[:, None] * q
+            centred = y - y.mean(axis=1, keepdims=True)
+            sig_pow += (centred**2).sum(axis=1)
+            err_pow += ((y - rec_sig) ** 2).sum(axis=1)
+            per_ch = ev[0::2] + ev[1::2]
+            ev_count += per_ch.sum(axis=1)
+            i0 = a - s0
+            pad = (-per_ch.shape[1]) % bin_len
+            if i0 % bin_len == 0:
+                binned = np.pad(per_ch, ((0, 0), (0, pad))).reshape(n_ch, -1, bin_len).sum(axis=2)
+                activity[:, i0 // bin_len: i0 // bin_len + binned.shape[1]] += binned
+            else:  # only when chunk length is not a multiple of the bin
+                for j in range(per_ch.shape[1]):
+                    activity[:, (i0 + j) // bin_len] += per_ch[:, j]
+            timings["encode"] += time.perf_counter() - t
+
+            t = time.perf_counter()
+            sc, counts = net.run(sim, ev, block)
+            score[i0:i0 + (b - a)] = sc
+            neuron_spikes += counts
+            w_now = net.current_weights(sim)
+            weight_change.append([round((b - s0) / sfreq, 3), float(np.mean(np.abs(w_now - w_start)))])
+            timings["network"] += time.perf_counter() - t
+
+            if rstream is not None:
+                t = time.perf_counter()
+                rstream.push(y[0], i0, last=(b == s1))
+                timings["detect"] += time.perf_counter() - t
+            if progress is not None:
+                progress((b - s0) / sfreq, n_total / sfreq)
+        w_end = net.current_weights(sim)
+    finally:
+        sim.close()
+
+    t = time.perf_counter()
+    det = cfg.detection
+    names = [rec.ch_names[p] if isinstance(p, int) else p for p in picks]
+    typical = np.median(activity, axis=1) + 1e-9
+
+    def channels_for(on: float, off: float) -> list[str]:
+        lo, hi = int(on / ACTIVITY_BIN_S), max(int(np.ceil(off / ACTIVITY_BIN_S)), int(on / ACTIVITY_BIN_S) + 1)
+        excess = activity[:, lo:hi].mean(axis=1) / typical
+        return [names[i] for i in np.flatnonzero(excess >= 0.5 * excess.max())] if excess.max() > 0 else names
+
+    result = AnalysisResult(
+        record_id=rec.record_id, modality=rec.modality, sfreq=sfreq, channels=names,
+        start_s=s0 / sfreq, n_steps=n_total, delta=encoder.delta.copy(),
+        spikes_per_channel={n: int(c) for n, c in zip(names, ev_count)},
+        encoding={
+            "delta_V": encoder.delta.tolist(),
+            "events_per_s": (ev_count / (n_total / sfreq)).round(3).tolist(),
+            "snr_db": (10 * np.log10(np.maximum(sig_pow, 1e-30) / np.maximum(err_pow, 1e-30))).round(2).tolist(),
+        },
+        score=score, events=[], neuron_spikes=neuron_spikes,
+        weights_start=w_start, weights_end=w_end, weight_change=weight_change,
+    )
+    if is_ecg:
+        rp = rstream.result()
+        result.rpeaks = rp
+        result.beat_score = beat_scores(score, rp, sfreq, det.beat_window_s)
+        result.beat_z = robust_z(result.beat_score, rp / sfreq, det.baseline_s)
+        result.events = make_events(rp / sfreq, result.beat_z, det.beat_window_s, det, channels_for)
+    else:
+        on, ws = window_scores(score, sfreq, det.window_s)
+        result.window_onsets, result.window_score = on, ws
+        result.window_z = robust_z(ws, on, det.baseline_s)
+        result.events = make_events(on, result.window_z, (0.0, det.window_s), det, channels_for)
+    for e in result.events:  # events are reported relative to the recording start
+        e.onset = round(e.onset + result.start_s, 4)
+    timings["detect"] += time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_all
+    result.timings = {k: round(v, 4) for k, v in timings.items()}
+    if not np.all(np.isfinite(score)):
+        raise SpikewatchError(f"{rec.path}: non-finite anomaly score (network diverged)")
+    return result
