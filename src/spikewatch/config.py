@@ -102,7 +102,7 @@ class DetectionConfig(_Section):
 class ReportConfig(_Section):
     """What is written for each recording."""
 
-    html: bool = Field(True, description="Write report.html (mne.Report).")
+    events_sidecar: bool = Field(True, description="Write the BIDS-style events.json describing events.tsv.")
 
 
 class PipelineConfig(_Section):

@@ -1,0 +1,133 @@
+"""Atomic writers: a crash never leaves a half-written file or report folder.
+
+Files are written to a temporary sibling and renamed into place (``os.replace``
+is atomic on POSIX). A whole report folder is assembled under a hidden
+temporary name inside the output folder and renamed to its final name only
+when complete, so a folder with the final name is always a finished report.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from spikewatch.errors import SpikewatchError
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_id(name: str) -> str:
+    """Sanitise a recording id into ``[A-Za-z0-9._-]``, never empty, never dot-only.
+
+    Parameters
+    ----------
+    name : str
+        Raw id (file stem, user text, ...).
+
+    Returns
+    -------
+    str
+    """
+    cleaned = _SAFE.sub("_", str(name)).strip("._") or "recording"
+    return cleaned[:128]
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and an atomic rename."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write UTF-8 text atomically (see :func:`atomic_write_bytes`)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, obj) -> None:
+    """Write ``obj`` as indented, key-sorted JSON, atomically."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def write_tsv(path: str | os.PathLike, columns: list[str], rows) -> None:
+    """Write a tab-separated table with a header row, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination.
+    columns : list of str
+        Header.
+    rows : iterable of sequences
+        One sequence of values per row; floats are written with ``repr``-exact
+        ``%.6g``-free formatting as given (format them before if needed).
+    """
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter="\t", lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow(["n/a" if v is None else v for v in r])
+    atomic_write_text(path, buf.getvalue())
+
+
+def _inside(root: Path, target: Path) -> bool:
+    try:
+        target.relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+@contextmanager
+def report_dir(out: str | os.PathLike, record_id: str):
+    """Build ``<out>/<record_id>/`` atomically.
+
+    Yields a temporary folder inside ``out``; on success it replaces any
+    previous report of the same id in one rename; on error it is removed and
+    the previous report (if any) stays untouched.
+
+    Parameters
+    ----------
+    out : path-like
+        Output root (created if missing).
+    record_id : str
+        Recording id (sanitised with :func:`safe_id`).
+
+    Yields
+    ------
+    pathlib.Path
+        The temporary folder to write into.
+    """
+    root = Path(out).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / safe_id(record_id)
+    if not _inside(root, final.resolve().parent) or final.is_symlink():
+        raise SpikewatchError(f"{final}: refusing to write outside --out or through a symlink")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=root))
+    try:
+        yield tmp
+        old = None
+        if final.exists():
+            old = root / f".{final.name}.{os.getpid()}.old"
+            os.replace(final, old)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
