@@ -119,6 +119,8 @@ class DetectorNetwork:
             if w0.shape != (self.net.n_neurons, self.n_pre):
                 raise ValueError(f"weights shape {w0.shape} != {(self.net.n_neurons, self.n_pre)}")
         self.initial_weights = w0.copy()
+        self._steps = 0  # steps simulated so far
+        self._w_block = None  # weights at the start of the current score block
         with nengo.Network(label="spikewatch detector", seed=self.seed) as model:
             self.source = nengo.Node(self.feed.step, size_out=self.n_pre, label="source")
             self.features = nengo.Ensemble(
@@ -169,7 +171,8 @@ class DetectorNetwork:
         events : ndarray, shape (2 * n_channels, n_steps)
             UP/DOWN counts of the chunk.
         block_steps : int
-            Steps simulated between reads of the weights for the score.
+            Steps between reads of the weights used by the score; blocks are
+            aligned to the start of the run, so any chunking gives the same score.
 
         Returns
         -------
@@ -184,8 +187,12 @@ class DetectorNetwork:
         counts = np.zeros(self.net.n_neurons, dtype=np.int64)
         done = 0
         while done < n_steps:
-            k = min(block_steps, n_steps - done)
-            w = self.current_weights(sim)
+            # blocks end on multiples of block_steps counted from the first step,
+            # so the weight snapshots (and thus the score) do not depend on chunking
+            k = min(block_steps - self._steps % block_steps, n_steps - done)
+            if self._steps % block_steps == 0 or self._w_block is None:
+                self._w_block = self.current_weights(sim)
+            w = self._w_block
             sim.run_steps(k)
             u = sim.data[self.p_input]
             a = sim.data[self.p_act]
@@ -193,6 +200,7 @@ class DetectorNetwork:
             counts += np.rint(sim.data[self.p_spikes] * self.dt).astype(np.int64).sum(axis=0)
             sim.clear_probes()
             done += k
+            self._steps += k
         return score, counts
 
 
