@@ -8,7 +8,7 @@ import wfdb
 from spikewatch.config import load_config
 from spikewatch.preprocess import CausalFilter
 from spikewatch.snn.encoding import DeltaEncoder
-from spikewatch.snn.network import DetectorNetwork, EventFeed
+from spikewatch.snn.network import DetectorNetwork, EventFeed, weight_scale_for
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,8 @@ def ecg_events(mitdb):
 
 
 def _run(cfg, sfreq, events, seed=0, chunks=(None,)):
-    net = DetectorNetwork(events.shape[0] // 2, sfreq, cfg.network, cfg.stdp, seed=seed)
+    scale = weight_scale_for(events, sfreq, len(cfg.network.delays_s))
+    net = DetectorNetwork(events.shape[0] // 2, sfreq, cfg.network, cfg.stdp, seed=seed, weight_scale=scale)
     sim = net.simulator()
     w0 = net.current_weights(sim)
     scores, counts = [], 0
@@ -41,7 +42,8 @@ def test_stdp_changes_weights_and_stays_in_bounds(ecg_events):
     score, counts, w0, w1 = _run(cfg, sfreq, ev)
     assert counts.sum() > 0, "feature neurons never fired"
     assert np.mean(np.abs(w1 - w0)) > 1e-5
-    assert w1.min() >= cfg.stdp.w_min - 1e-12 and w1.max() <= cfg.stdp.w_max + 1e-12
+    scale = weight_scale_for(ev, sfreq, len(cfg.network.delays_s))
+    assert w1.min() >= cfg.stdp.w_min * scale - 1e-12 and w1.max() <= cfg.stdp.w_max * scale + 1e-12
     assert np.all(np.isfinite(score)) and score.max() > 0
 
 

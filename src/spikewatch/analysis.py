@@ -20,7 +20,7 @@ from spikewatch.detect import (Event, RPeakStream, beat_scores, make_events, rob
 from spikewatch.errors import RecordingError, SpikewatchError
 from spikewatch.preprocess import CausalFilter
 from spikewatch.snn.encoding import DeltaEncoder
-from spikewatch.snn.network import DetectorNetwork
+from spikewatch.snn.network import DetectorNetwork, weight_scale_for
 
 ACTIVITY_BIN_S = 0.1  # resolution of the per-channel input activity kept for events
 
@@ -108,10 +108,12 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
     t = time.perf_counter()
     cal = CausalFilter(cfg.preprocessing, sfreq, n_ch)(read(s0, cal_end))
     encoder = DeltaEncoder.calibrate(cal, cfg.encoding.delta_factor)
+    n_taps = len({int(round(d * sfreq)) for d in cfg.network.delays_s})
+    scale = weight_scale_for(DeltaEncoder(encoder.delta).encode(cal), sfreq, n_taps)
     timings["encode"] += time.perf_counter() - t
 
     filt = CausalFilter(cfg.preprocessing, sfreq, n_ch)
-    net = DetectorNetwork(n_ch, sfreq, cfg.network, cfg.stdp, seed=cfg.seed)
+    net = DetectorNetwork(n_ch, sfreq, cfg.network, cfg.stdp, seed=cfg.seed, weight_scale=scale)
     is_ecg = rec.modality == "ecg"
     rstream = RPeakStream(sfreq) if is_ecg else None
     n_total = s1 - s0

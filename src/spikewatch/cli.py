@@ -167,10 +167,8 @@ def main(argv: list[str] | None = None) -> int:
         err.print("spikewatch: aborted", markup=False)
         return 130
     except Exception as exc:  # click usage errors and unexpected failures
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()  # a click usage error (typer vendors its own click)
             return exc.exit_code
         if debug:
             raise

@@ -70,12 +70,17 @@ class STDPConfig(_Section):
     """The pair-based STDP rule on the input weights."""
 
     enabled: bool = Field(True, description="Learning on (false = same network, frozen weights: ablation).")
-    a_plus: float = Field(1e-4, gt=0, description="Potentiation amplitude A+.")
-    a_minus: float = Field(-1.05e-4, lt=0, description="Depression amplitude A- (negative).")
+    a_plus: float = Field(0.15, gt=0, description="Potentiation amplitude A+ (weight units, see w_max).")
+    a_minus: float = Field(-0.1575, lt=0, description="Depression amplitude A- (negative; weight units).")
     tau_plus: float = Field(0.02, gt=0, description="Pre-trace time constant (s).")
     tau_minus: float = Field(0.02, gt=0, description="Post-trace time constant (s).")
-    w_min: float = Field(0.0, description="Lower weight bound.")
-    w_max: float = Field(0.002, description="Upper weight bound (input current per event, in LIF threshold units).")
+    w_min: float = Field(0.0, description="Lower weight bound (weight units).")
+    w_max: float = Field(
+        3.0,
+        description="Upper weight bound. Weight units: 1 = the weight at which the calibration-period input, "
+        "summed over all inputs, gives a mean current of one LIF threshold; so one setting fits any "
+        "modality, lead count or event rate.",
+    )
     bounds: Literal["hard", "soft"] = Field("soft", description="Hard clip or soft (multiplicative) bounds.")
 
     @model_validator(mode="after")

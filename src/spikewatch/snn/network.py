@@ -94,7 +94,13 @@ class DetectorNetwork:
     seed : int
         Seed for the initial weights and the simulator.
     weights : ndarray, optional
-        Initial weights (e.g. from a learned bundle) instead of random ones.
+        Initial weights (e.g. from a learned bundle) instead of random ones,
+        in simulator units (already multiplied by ``weight_scale``).
+    weight_scale : float
+        Simulator weight per config weight unit: ``1 / R`` with ``R`` the total
+        input event rate (events/s over all inputs and taps) of the calibration
+        period, so weights of order 1 drive the neurons near threshold whatever
+        the modality or event rate. STDP amplitudes and bounds are scaled too.
     """
 
     n_channels: int
@@ -103,6 +109,7 @@ class DetectorNetwork:
     stdp: STDPConfig
     seed: int = 0
     weights: np.ndarray | None = None
+    weight_scale: float = 1.0
     model: nengo.Network = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -113,7 +120,8 @@ class DetectorNetwork:
         self.n_pre = self.feed.size_out
         rng = np.random.default_rng(self.seed)
         if self.weights is None:
-            w0 = rng.uniform(0, self.net.w_init * self.stdp.w_max, size=(self.net.n_neurons, self.n_pre))
+            hi = self.net.w_init * self.stdp.w_max * self.weight_scale
+            w0 = rng.uniform(0, hi, size=(self.net.n_neurons, self.n_pre))
         else:
             w0 = np.asarray(self.weights, dtype=np.float64)
             if w0.shape != (self.net.n_neurons, self.n_pre):
@@ -131,10 +139,11 @@ class DetectorNetwork:
             )
             rule = None
             if self.stdp.enabled:
+                k = self.weight_scale
                 rule = STDP(
-                    a_plus=self.stdp.a_plus, a_minus=self.stdp.a_minus,
+                    a_plus=self.stdp.a_plus * k, a_minus=self.stdp.a_minus * k,
                     tau_plus=self.stdp.tau_plus, tau_minus=self.stdp.tau_minus,
-                    w_min=self.stdp.w_min, w_max=self.stdp.w_max, bounds=self.stdp.bounds,
+                    w_min=self.stdp.w_min * k, w_max=self.stdp.w_max * k, bounds=self.stdp.bounds,
                 )
             self.conn = nengo.Connection(
                 self.source, self.features.neurons, transform=w0,
@@ -202,6 +211,27 @@ class DetectorNetwork:
             done += k
             self._steps += k
         return score, counts
+
+
+def weight_scale_for(events: np.ndarray, sfreq: float, n_taps: int) -> float:
+    """Simulator weight per config weight unit for calibration ``events``.
+
+    Parameters
+    ----------
+    events : ndarray, shape (2 * n_channels, n_steps)
+        UP/DOWN counts of the calibration period.
+    sfreq : float
+        Sampling rate (Hz).
+    n_taps : int
+        Delay taps per input.
+
+    Returns
+    -------
+    float
+        ``1 / R`` with ``R`` the total event rate over all inputs and taps (events/s).
+    """
+    rate = float(events.sum()) * sfreq / max(events.shape[1], 1) * n_taps
+    return 1.0 / max(rate, 1.0)
 
 
 def anomaly_score(u: np.ndarray, a: np.ndarray, w: np.ndarray) -> np.ndarray:
