@@ -417,3 +417,52 @@ def test_classify_channel(name, kind):
 def test_classify_channel_units():
     assert classify_channel("Signal 3", "NU") == "misc"
     assert classify_channel("Signal 3", "mV") is None
+
+
+def test_fif_annotations_relative_to_first_sample(data_dir, tmp_path):
+    values = np.array((data_dir / "eeg-bonn" / "E_S" / "S001.txt").read_text().split(), dtype=float) * 1e-6
+    info = mne.create_info(["Cz"], 173.61, "eeg")
+    raw = mne.io.RawArray(values[None, :], info, first_samp=1000, verbose="error")
+    raw.set_meas_date(0)
+    raw.set_annotations(mne.Annotations([raw.first_time + 2.0], [1.0], ["spike"], orig_time=raw.info["meas_date"]))
+    path = tmp_path / "seg_raw.fif"
+    raw.save(path, verbose="error")
+    rec = read_recording(path)
+    assert rec.format == "fif" and rec.ch_types == ["eeg"]
+    assert rec.annotations.onset == pytest.approx([2.0]) and rec.annotations.orig_time is None
+    np.testing.assert_allclose(rec.get_data(), values[None, :], rtol=1e-6)  # stored as float32
+
+
+def test_list_recordings_in_a_mixed_folder(data_dir, tmp_path):
+    (tmp_path / "ecg").mkdir()
+    for ext in (".hea", ".dat", ".atr"):
+        shutil.copy(data_dir / "mitdb" / f"106{ext}", tmp_path / "ecg" / f"106{ext}")
+    (tmp_path / "ecg" / "RECORDS").write_text("106\n")
+    (tmp_path / "ecg" / "counts.csv").write_text("record,N\n106,1507\n")
+    chans = tmp_path / "patient" / "session"
+    chans.mkdir(parents=True)
+    for i in (1, 2, 10):
+        shutil.copy(data_dir / "eeg-michigan-seizure" / "ch01.inp", chans / f"ch{i}.inp")
+    (chans / "README").write_text("montage notes\n")
+    segs = tmp_path / "segments"
+    segs.mkdir()
+    for name in ("Z001.txt", "Z002.txt"):
+        shutil.copy(data_dir / "eeg-bonn" / "A_Z" / name, segs / name)
+    (segs / "about.txt").write_text("Segments of 23.6 s.\n")
+    brainvision = tmp_path / "bv"
+    brainvision.mkdir()
+    for ext in (".vhdr", ".vmrk", ".eeg"):
+        (brainvision / f"x{ext}").write_text("placeholder\n")
+    found = list_recordings(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in found] == [
+        "bv/x.vhdr",
+        "ecg/106.hea",
+        "patient/session",
+        "segments/Z001.txt",
+        "segments/Z002.txt",
+    ]
+    rec = read_recording(chans, sfreq=100)
+    assert rec.ch_names == ["ch1", "ch2", "ch10"]  # natural order
+    assert list_recordings(segs / "Z001.txt") == [segs / "Z001.txt"]
+    with pytest.raises(RecordingError, match="folder not found"):
+        list_recordings(tmp_path / "missing")

@@ -55,7 +55,7 @@ _ANNOTATION_LABELS = {"EDF Annotations", "BDF Annotations"}
 
 
 def _field(path: Path, block: bytes, name: str, kind: type):
-    text = block.decode("ascii", errors="replace").strip()
+    text = block.decode("ascii", errors="backslashreplace").strip()
     try:
         return kind(text)
     except ValueError:
@@ -79,21 +79,23 @@ def check_edf_header(path: Path, ext: str) -> None:
         sampling rate, or fewer bytes than the header declares.
     """
     size = check_file(path)
+    bdf = ext == ".bdf"
     try:
         with path.open("rb") as fh:
             head = fh.read(256)
+            version = head[:8]
+            if (bdf and version != b"\xffBIOSEMI") or (not bdf and version.strip() != b"0"):
+                raise RecordingError(
+                    path, f"not a valid {ext[1:].upper()} file (bad version field {version!r})"
+                )
             if len(head) < 256:
-                raise RecordingError(path, f"truncated: {size} bytes, shorter than the 256-byte EDF header")
+                raise RecordingError(path, f"truncated: {size} bytes, shorter than the 256-byte header")
             n_sig = _field(path, head[252:256], "number of signals", int)
             if not 0 < n_sig <= 10_000:
                 raise RecordingError(path, f"corrupt EDF/BDF header: {n_sig} signals")
             sig_head = fh.read(256 * n_sig)
     except OSError as exc:
         raise RecordingError(path, f"cannot read file: {condense(exc)}") from exc
-    bdf = ext == ".bdf"
-    version = head[:8]
-    if (bdf and version != b"\xffBIOSEMI") or (not bdf and version.strip() != b"0"):
-        raise RecordingError(path, f"not a valid {ext[1:].upper()} file (bad version field {version[:8]!r})")
     if len(sig_head) < 256 * n_sig:
         raise RecordingError(path, "truncated: the signal header is incomplete")
     n_records = _field(path, head[236:244], "number of data records", int)

@@ -67,7 +67,8 @@ def _detect(path: Path) -> tuple[str, Path, str]:
         hea = Path(str(path) + ".hea")
         if hea.is_file():  # record name without extension
             return "wfdb", hea, ".hea"
-        raise RecordingError(path, "file not found")
+        hint = "" if path.suffix else f" (no WFDB header {hea.name} either)"
+        raise RecordingError(path, f"file not found{hint}")
     ext = split_ext(path)
     if ext == ".hea":
         return "wfdb", path, ext
@@ -248,7 +249,12 @@ def _finish(
     if annotations is not None:
         raw.set_annotations(annotations, emit_warning=False, verbose="error")
     rec = Recording(
-        raw=raw, annotations=raw.annotations, path=path, record_id=record_id, format=fmt, modality=modality
+        raw=raw,
+        annotations=_relative_annotations(raw),
+        path=path,
+        record_id=record_id,
+        format=fmt,
+        modality=modality,
     )
     if preload and not raw.preload:
         try:
@@ -260,6 +266,16 @@ def _finish(
         for _ in rec.iter_chunks(_CHUNK_SECONDS, picks=list(range(len(raw.ch_names)))):
             pass  # raises on NaN/Inf
     return rec
+
+
+def _relative_annotations(raw: mne.io.BaseRaw) -> mne.Annotations:
+    """The raw's annotations with onsets in seconds from its first sample (``orig_time=None``)."""
+    ann = raw.annotations
+    if ann.orig_time is None or not raw.first_samp:
+        return ann
+    return mne.Annotations(
+        ann.onset - raw.first_time, ann.duration, ann.description, orig_time=None, ch_names=ann.ch_names
+    )
 
 
 def _wfdb_files(hea: Path) -> set[str]:

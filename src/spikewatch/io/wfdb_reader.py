@@ -297,12 +297,19 @@ def read_atr(header: WfdbHeader) -> mne.Annotations:
             ann = wfdb.rdann(header.record, "atr")
     except Exception as exc:
         raise RecordingError(atr, f"cannot read WFDB annotations: {condense(exc)}") from exc
-    aux = ann.aux_note or [""] * len(ann.sample)
+    samples = np.asarray(ann.sample, dtype=np.int64)
+    if not all(isinstance(sym, str) for sym in ann.symbol):
+        raise RecordingError(atr, "corrupt annotation file: unknown annotation codes")
+    if len(samples) and (samples.min() < 0 or samples.max() > header.n_times):
+        raise RecordingError(
+            atr, f"corrupt annotation file: sample {samples.max()} outside the record (0-{header.n_times})"
+        )
+    aux = ann.aux_note or [""] * len(samples)
     desc = []
     for sym, note in zip(ann.symbol, aux):
         note = (note or "").replace("\x00", "").strip()
-        desc.append(note if sym == "+" and note else str(sym))
-    onset = np.asarray(ann.sample, dtype=float) / header.fs
+        desc.append(note if sym == "+" and note else sym)
+    onset = samples / header.fs
     return mne.Annotations(onset, np.zeros(len(onset)), desc)
 
 
