@@ -360,7 +360,8 @@ def test_michigan_channel_folder(data_dir):
 def test_michigan_renamed_channels_and_selection(data_dir):
     montage = ["Fp1", "Fp2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "SP1", "SP2", "F7", "F8",
                "T3", "T4", "T5", "T6", "Fz", "Cz", "Pz"] + [f"x{i}" for i in range(22, 32)]  # fmt: skip
-    rec = read_recording(data_dir / "eeg-michigan-seizure", sfreq=100, ch_names=montage, channels=["T3", "T5", "x22"])
+    folder = data_dir / "eeg-michigan-seizure"
+    rec = read_recording(folder, sfreq=100, ch_names=montage, channels=["T3", "T5", "x22"])
     assert rec.ch_names == ["T3", "T5", "x22"]
     assert rec.ch_types == ["eeg", "eeg", "eeg"]  # unknown names take the modality
 
@@ -424,7 +425,8 @@ def test_fif_annotations_relative_to_first_sample(data_dir, tmp_path):
     info = mne.create_info(["Cz"], 173.61, "eeg")
     raw = mne.io.RawArray(values[None, :], info, first_samp=1000, verbose="error")
     raw.set_meas_date(0)
-    raw.set_annotations(mne.Annotations([raw.first_time + 2.0], [1.0], ["spike"], orig_time=raw.info["meas_date"]))
+    onset = raw.first_time + 2.0  # MNE onsets count from meas_date, i.e. include first_samp
+    raw.set_annotations(mne.Annotations([onset], [1.0], ["spike"], orig_time=raw.info["meas_date"]))
     path = tmp_path / "seg_raw.fif"
     raw.save(path, verbose="error")
     rec = read_recording(path)
@@ -466,3 +468,13 @@ def test_list_recordings_in_a_mixed_folder(data_dir, tmp_path):
     assert list_recordings(segs / "Z001.txt") == [segs / "Z001.txt"]
     with pytest.raises(RecordingError, match="folder not found"):
         list_recordings(tmp_path / "missing")
+
+
+def test_wfdb_units_converted_to_volts(mitdb, tmp_path):
+    for ext in (".dat", ".atr"):
+        shutil.copy(mitdb / f"106{ext}", tmp_path / f"106{ext}")
+    text = (mitdb / "106.hea").read_text()
+    (tmp_path / "106.hea").write_text(text.replace("212 200 11", "212 200/uV 11"))  # same digits, µV gain
+    as_uv = read_recording(tmp_path / "106").get_data(0, 1)
+    as_mv = read_recording(mitdb / "106").get_data(0, 1)
+    np.testing.assert_allclose(as_uv, as_mv * 1e-3)

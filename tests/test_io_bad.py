@@ -182,7 +182,8 @@ def test_edf_random_bytes(tmp_path):
 
 
 def test_edf_annotation_only(data_dir):
-    fails(data_dir / "eeg-mne-testing" / "SC4001EC-Hypnogram.edf", "SC4001EC-Hypnogram.edf", "annotation-only")
+    name = "SC4001EC-Hypnogram.edf"
+    fails(data_dir / "eeg-mne-testing" / name, name, "annotation-only")
 
 
 def test_bdf_truncated(data_dir, tmp_path):

@@ -102,7 +102,9 @@ def check_edf_header(path: Path, ext: str) -> None:
     rec_dur = _field(path, head[244:252], "data record duration", float)
     labels = [sig_head[16 * i : 16 * i + 16].decode("latin-1").strip() for i in range(n_sig)]
     off = n_sig * (16 + 80 + 8 + 8 + 8 + 8 + 8 + 80)
-    n_samp = [_field(path, sig_head[off + 8 * i : off + 8 * i + 8], "samples per record", int) for i in range(n_sig)]
+    n_samp = [
+        _field(path, sig_head[off + 8 * i : off + 8 * i + 8], "samples per record", int) for i in range(n_sig)
+    ]
     signals = [n for lab, n in zip(labels, n_samp) if lab not in _ANNOTATION_LABELS]
     if not signals:
         raise RecordingError(path, "no signal channels (annotation-only EDF+ file)")

@@ -11,7 +11,13 @@ import mne
 from spikewatch.errors import RecordingError
 from spikewatch.io import mne_reader, segments, wfdb_reader
 from spikewatch.io._checks import check_finite, check_sfreq, condense, unit_scale
-from spikewatch.io.channels import MODALITIES, assign_types, looks_like_channel_stem, natural_key, unique_names
+from spikewatch.io.channels import (
+    MODALITIES,
+    assign_types,
+    looks_like_channel_stem,
+    natural_key,
+    unique_names,
+)
 from spikewatch.io.recording import Recording, resolve_picks, safe_record_id
 
 WFDB_EXTENSIONS = (".hea", ".atr")
@@ -94,7 +100,7 @@ def read_recording(
     sfreq: float | None = None,
     ch_names: Sequence[str] | None = None,
     preload: bool = False,
-    unit: str = "uV",
+    unit: str | None = "uV",
     mat_variable: str | None = None,
 ) -> Recording:
     """Open any supported recording as a :class:`Recording`.
@@ -111,7 +117,8 @@ def read_recording(
           array without a sibling ``.hea``;
         - a folder holding one text file per channel (``ch01.inp`` ...).
     channels : sequence of str or int, optional
-        Channels to keep, by name (after ``ch_names`` renaming) or position.
+        Channels to keep, by name (after ``ch_names`` renaming) or position;
+        ``None`` or empty keeps all.
     modality : {'ecg', 'eeg'}, optional
         Forces the modality. Otherwise it is inferred from channel names,
         falling back to ``'ecg'`` for WFDB and ``'eeg'`` for everything else.
@@ -121,11 +128,13 @@ def read_recording(
         formats that store their own rate.
     ch_names : sequence of str, optional
         New names for all channels, in file order (multi-file folders default
-        to file stems, other segments to ``ch1``, ``ch2``, ...).
+        to file stems, other segments to ``ch1``, ``ch2``, ...); ``None`` or
+        empty keeps the file's names.
     preload : bool
         Load all samples now (checked for NaN/Inf) instead of on demand.
-    unit : {'uV', 'mV', 'V'}
-        Unit of the numbers in text/CSV/MATLAB segments (converted to volts).
+    unit : {'uV', 'mV', 'V'} or None
+        Unit of the numbers in text/CSV/MATLAB segments (converted to volts);
+        ``None`` means ``'uV'``.
     mat_variable : str, optional
         Variable to read from a MATLAB file holding several numeric arrays.
 
@@ -145,6 +154,7 @@ def read_recording(
     """
     if modality is not None and modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES} or None, not {modality!r}")
+    unit = unit or "uV"
     if unit not in _SEGMENT_UNITS:
         raise ValueError(f"unit must be one of {_SEGMENT_UNITS}, not {unit!r}")
     path = Path(path).expanduser()
@@ -215,17 +225,17 @@ def _finish(
     trust_types: bool,
 ) -> Recording:
     """Rename, select and type channels, validate, optionally preload."""
-    if ch_names is not None:
+    if ch_names:
         new = [ch_names] if isinstance(ch_names, str) else [str(n) for n in ch_names]
         if len(new) != len(raw.ch_names):
-            raise RecordingError(path, f"ch_names has {len(new)} names but the recording has {len(raw.ch_names)} channels")
+            raise RecordingError(
+                path, f"ch_names has {len(new)} names but the recording has {len(raw.ch_names)} channels"
+            )
         if len(set(new)) != len(new) or not all(n.strip() for n in new):
             raise RecordingError(path, "ch_names must be unique and non-empty")
         raw.rename_channels(dict(zip(raw.ch_names, new)), verbose="error")
-    if channels is not None:
+    if channels:
         idx = resolve_picks(path, raw.ch_names, channels)
-        if not idx:
-            raise RecordingError(path, "channels= selects no channel")
         raw.pick(idx, verbose="error")
         if units is not None:
             units = [units[i] for i in idx]

@@ -103,7 +103,8 @@ def read_csv(path: Path) -> tuple[np.ndarray, list[str] | None]:
     n_col = len(names) if names else len(rows[0]) if rows else 0
     for i, row in enumerate(rows):
         if len(row) != n_col:
-            raise RecordingError(path, f"row {i + 1 + (names is not None)} has {len(row)} values, expected {n_col}")
+            row_no = i + 1 + (names is not None)
+            raise RecordingError(path, f"row {row_no} has {len(row)} values, expected {n_col}")
     flat = _to_float(path, [c.strip() for row in rows for c in row])
     return flat.reshape(len(rows), n_col).T, names
 
@@ -144,7 +145,8 @@ def read_mat(path: Path, variable: str | None = None) -> tuple[np.ndarray, str]:
     if variable is not None:
         if variable not in numeric:
             raise RecordingError(
-                path, f"no numeric 1-D/2-D variable {variable!r}; numeric variables: {', '.join(numeric) or 'none'}"
+                path,
+                f"no numeric 1-D/2-D variable {variable!r}; numeric variables: {', '.join(numeric) or 'none'}",
             )
     elif len(numeric) == 1:
         variable = next(iter(numeric))

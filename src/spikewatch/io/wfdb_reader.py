@@ -102,7 +102,7 @@ def _check_signal_files(hea: Path, header: wfdb.io.record.Record, sig_len: int |
         bps = _BYTES_PER_SAMPLE.get(fmt)
         if bps is None:  # compressed formats: wfdb checks them while reading
             continue
-        offset = int(header.byte_offset[sigs[0]] or 0)
+        offset = int((header.byte_offset or [0] * header.n_sig)[sigs[0]] or 0)
         spf_all = header.samps_per_frame or [1] * header.n_sig
         spf = sum(int(spf_all[i] or 1) for i in sigs)
         frame_bytes = spf * bps
@@ -187,7 +187,8 @@ def _rdrecord(extras: dict, start: int, stop: int, chans: list[int]) -> np.ndarr
                 extras["record"], sampfrom=start, sampto=stop, channels=chans, physical=True, return_res=64
             )
     except Exception as exc:
-        raise RecordingError(extras["hea"], f"cannot read WFDB samples {start}-{stop}: {condense(exc)}") from exc
+        reason = f"cannot read WFDB samples {start}-{stop}: {condense(exc)}"
+        raise RecordingError(extras["hea"], reason) from exc
     sig = rec.p_signal
     if sig is None or sig.shape != (stop - start, len(chans)):
         raise RecordingError(extras["hea"], f"short read of samples {start}-{stop}")
