@@ -7,6 +7,7 @@ import wfdb
 
 from spikewatch.config import load_config
 from spikewatch.preprocess import CausalFilter
+from spikewatch.snn.backends import open_runner
 from spikewatch.snn.encoding import DeltaEncoder
 from spikewatch.snn.network import DetectorNetwork, EventFeed, weight_scale_for
 
@@ -24,16 +25,16 @@ def ecg_events(mitdb):
 def _run(cfg, sfreq, events, seed=0, chunks=(None,)):
     scale = weight_scale_for(events, sfreq, len(cfg.network.delays_s))
     net = DetectorNetwork(events.shape[0] // 2, sfreq, cfg.network, cfg.stdp, seed=seed, weight_scale=scale)
-    sim = net.simulator()
-    w0 = net.current_weights(sim)
+    runner = open_runner("nengo", net, block_steps=360)
+    w0 = runner.weights()
     scores, counts = [], 0
     bounds = [0, events.shape[1]] if chunks == (None,) else list(chunks) + [events.shape[1]]
     for a, b in zip(bounds[:-1], bounds[1:]):
-        s, c = net.run(sim, events[:, a:b], block_steps=360)
+        s, c = runner.run(events[:, a:b])
         scores.append(s)
         counts = counts + c
-    w1 = net.current_weights(sim)
-    sim.close()
+    runner.close()
+    w1 = runner.weights()
     return np.concatenate(scores), counts, w0, w1
 
 

@@ -19,6 +19,7 @@ from spikewatch.detect import (Event, RPeakStream, beat_scores, make_events, rob
                                window_scores)
 from spikewatch.errors import RecordingError, SpikewatchError
 from spikewatch.preprocess import CausalFilter
+from spikewatch.snn.backends import open_runner
 from spikewatch.snn.encoding import DeltaEncoder
 from spikewatch.snn.network import DetectorNetwork, weight_scale_for
 
@@ -125,12 +126,11 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
     sig_pow = np.zeros(n_ch)
     err_pow = np.zeros(n_ch)
     weight_change = []
-    block = max(int(round(sfreq)), 1)
 
     t = time.perf_counter()
-    sim = net.simulator()
+    runner = open_runner(cfg.backend.name, net, block_steps=max(int(round(sfreq)), 1))
     timings["network"] += time.perf_counter() - t
-    w_start = net.current_weights(sim)
+    w_start = runner.weights()
     try:
         for a in range(s0, s1, chunk):
             b = min(a + chunk, s1)
@@ -160,10 +160,10 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
             timings["encode"] += time.perf_counter() - t
 
             t = time.perf_counter()
-            sc, counts = net.run(sim, ev, block)
+            sc, counts = runner.run(ev)
             score[i0:i0 + (b - a)] = sc
             neuron_spikes += counts
-            w_now = net.current_weights(sim)
+            w_now = runner.weights()
             weight_change.append([round((b - s0) / sfreq, 3), float(np.mean(np.abs(w_now - w_start)))])
             timings["network"] += time.perf_counter() - t
 
@@ -173,9 +173,9 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
                 timings["detect"] += time.perf_counter() - t
             if progress is not None:
                 progress((b - s0) / sfreq, n_total / sfreq)
-        w_end = net.current_weights(sim)
+        w_end = runner.weights()
     finally:
-        sim.close()
+        runner.close()
 
     t = time.perf_counter()
     det = cfg.detection

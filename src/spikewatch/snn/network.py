@@ -127,8 +127,6 @@ class DetectorNetwork:
             if w0.shape != (self.net.n_neurons, self.n_pre):
                 raise ValueError(f"weights shape {w0.shape} != {(self.net.n_neurons, self.n_pre)}")
         self.initial_weights = w0.copy()
-        self._steps = 0  # steps simulated so far
-        self._w_block = None  # weights at the start of the current score block
         with nengo.Network(label="spikewatch detector", seed=self.seed) as model:
             self.source = nengo.Node(self.feed.step, size_out=self.n_pre, label="source")
             self.features = nengo.Ensemble(
@@ -166,51 +164,10 @@ class DetectorNetwork:
         """A reference ``nengo.Simulator`` for this network."""
         return nengo.Simulator(self.model, dt=self.dt, seed=self.seed, progress_bar=False, **kwargs)
 
-    def current_weights(self, sim: nengo.Simulator) -> np.ndarray:
-        """The input weight matrix as it is now in ``sim`` (a copy)."""
-        return np.array(sim.signals[sim.model.sig[self.conn]["weights"]], dtype=np.float64)
-
-    def run(self, sim: nengo.Simulator, events: np.ndarray, block_steps: int):
-        """Feed a chunk of events through the network.
-
-        Parameters
-        ----------
-        sim : nengo.Simulator
-            Simulator built from :attr:`model` (state persists across calls).
-        events : ndarray, shape (2 * n_channels, n_steps)
-            UP/DOWN counts of the chunk.
-        block_steps : int
-            Steps between reads of the weights used by the score; blocks are
-            aligned to the start of the run, so any chunking gives the same score.
-
-        Returns
-        -------
-        score : ndarray of float32, shape (n_steps,)
-            Anomaly score per step (see :func:`anomaly_score`).
-        spike_counts : ndarray of int64, shape (n_neurons,)
-            Feature-neuron spikes in the chunk.
-        """
-        n_steps = events.shape[1]
-        self.feed.push(events)
-        score = np.empty(n_steps, dtype=np.float32)
-        counts = np.zeros(self.net.n_neurons, dtype=np.int64)
-        done = 0
-        while done < n_steps:
-            # blocks end on multiples of block_steps counted from the first step,
-            # so the weight snapshots (and thus the score) do not depend on chunking
-            k = min(block_steps - self._steps % block_steps, n_steps - done)
-            if self._steps % block_steps == 0 or self._w_block is None:
-                self._w_block = self.current_weights(sim)
-            w = self._w_block
-            sim.run_steps(k)
-            u = sim.data[self.p_input]
-            a = sim.data[self.p_act]
-            score[done:done + k] = anomaly_score(u, a, w)
-            counts += np.rint(sim.data[self.p_spikes] * self.dt).astype(np.int64).sum(axis=0)
-            sim.clear_probes()
-            done += k
-            self._steps += k
-        return score, counts
+    @property
+    def inhibition_synapse_s(self) -> float:
+        """Time constant of the lateral-inhibition synapse (s)."""
+        return self.inhib.synapse.tau
 
 
 def weight_scale_for(events: np.ndarray, sfreq: float, n_taps: int) -> float:
