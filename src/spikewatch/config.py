@@ -100,6 +100,13 @@ class DetectionConfig(_Section):
         default_factory=lambda: [-0.1, 0.15], description="Window around each R-peak scored as that beat (s)."
     )
     merge_gap_s: float = Field(0.5, ge=0, description="Flagged spans closer than this are merged (s).")
+
+    @model_validator(mode="after")
+    def _window_pair(self):
+        w = self.beat_window_s
+        if len(w) != 2 or not w[0] < w[1]:
+            raise ValueError(f"beat_window_s must be [start, end] with start < end, got {w}")
+        return self
     min_duration_s: float = Field(0.0, ge=0, description="Events shorter than this are dropped (s).")
     warmup_s: float = Field(30.0, ge=0, description="No events before this time (network still learning).")
 
@@ -242,7 +249,7 @@ def _resolve(path: Path) -> Path:
 
 
 def _read_yaml(path: Path, _seen: tuple = ()) -> dict:
-    path = _resolve(path)
+    path = _resolve(path).resolve()
     if path in _seen:
         raise ConfigError(f"{path}: 'extends' loops back to itself")
     try:

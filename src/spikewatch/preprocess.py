@@ -31,9 +31,14 @@ class CausalFilter:
     def __init__(self, cfg: PreprocessingConfig, sfreq: float, n_channels: int):
         nyq = sfreq / 2.0
         l_freq = cfg.l_freq if cfg.l_freq else None
-        h_freq = cfg.h_freq if (cfg.h_freq and cfg.h_freq < nyq * 0.95) else None
+        h_freq = cfg.h_freq if cfg.h_freq else None
         if l_freq is not None and h_freq is not None and l_freq >= h_freq:
             raise SpikewatchError(f"preprocessing: l_freq {l_freq} Hz must be below h_freq {h_freq} Hz")
+        if l_freq is not None and l_freq >= nyq:
+            raise SpikewatchError(
+                f"preprocessing: l_freq {l_freq} Hz must be below the Nyquist frequency {nyq:g} Hz")
+        if h_freq is not None and h_freq >= nyq * 0.95:
+            h_freq = None  # the recording has no content above the edge: nothing to remove
         sections = []
         if l_freq is not None or h_freq is not None:
             filt = mne.filter.create_filter(
@@ -52,7 +57,7 @@ class CausalFilter:
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Filter the next chunk, shape ``(n_channels, n_times)``."""
-        if self.sos is None:
+        if self.sos is None or x.shape[1] == 0:
             return np.asarray(x, dtype=np.float64)
         if self._zi is None:
             # start from the steady state of the first sample: no onset transient

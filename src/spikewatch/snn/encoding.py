@@ -99,6 +99,8 @@ class DeltaEncoder:
         -------
         DeltaEncoder
         """
+        if not np.isfinite(factor) or factor <= 0:
+            raise SpikewatchError(f"encoding: delta_factor must be finite and > 0, got {factor}")
         return cls(np.maximum(factor * robust_scale(x), floor))
 
     def levels(self, x: np.ndarray) -> np.ndarray:
@@ -118,8 +120,10 @@ class DeltaEncoder:
             raise SpikewatchError(
                 f"encoding: expected {self.delta.shape[0]} channels, got array of shape {x.shape}"
             )
+        if x.shape[1] == 0:
+            return np.empty_like(x)
         if self.r0 is None:
-            self.r0 = x[:, 0].copy() if x.shape[1] else np.zeros(x.shape[0])
+            self.r0 = x[:, 0].copy()
             self.level = np.zeros(x.shape[0])
         out = np.empty_like(x)
         y = (x - self.r0[:, None]) / self.delta[:, None]
