@@ -32,7 +32,7 @@ def _run(cfg, sfreq, events, seed=0, chunks=(None,)):
     for a, b in zip(bounds[:-1], bounds[1:]):
         s, c = runner.run(events[:, a:b])
         scores.append(s)
-        counts = counts + c
+        counts = counts + c.sum(axis=0)
     runner.close()
     w1 = runner.weights()
     return np.concatenate(scores), counts, w0, w1

@@ -48,6 +48,14 @@ class AnalysisResult:
     window_score: np.ndarray = field(default_factory=lambda: np.zeros(0))
     window_z: np.ndarray = field(default_factory=lambda: np.zeros(0))
     neuron_spikes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    #: feature-neuron spikes per ACTIVITY_BIN_S bin, shape (n_neurons, n_bins)
+    neuron_activity: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int32))
+    #: UP+DOWN events per channel per ACTIVITY_BIN_S bin, shape (n_channels, n_bins)
+    input_activity: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.int32))
+    #: (time_s, weights) after each chunk, weights in simulator units
+    weight_snapshots: list = field(default_factory=list)
+    #: simulator weight per config weight unit (see DetectorNetwork)
+    weight_scale: float = 1.0
     weights_start: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     weights_end: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     weight_change: list = field(default_factory=list)
@@ -57,6 +65,12 @@ class AnalysisResult:
     def duration_s(self) -> float:
         """Analysed duration in seconds."""
         return self.n_steps / self.sfreq
+
+
+def _accumulate_bins(acc: np.ndarray, counts: np.ndarray, i0: int, bin_len: int) -> None:
+    """Add per-step ``counts`` (rows x steps, starting at step ``i0``) into ``acc`` bins."""
+    idx = (i0 + np.arange(counts.shape[1])) // bin_len
+    np.add.at(acc.T, idx, counts.T.astype(acc.dtype))
 
 
 def _span(rec, start: float | None, stop: float | None) -> tuple[int, int]:
@@ -120,7 +134,10 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
     n_total = s1 - s0
     score = np.empty(n_total, dtype=np.float32)
     bin_len = max(int(round(ACTIVITY_BIN_S * sfreq)), 1)
-    activity = np.zeros((n_ch, -(-n_total // bin_len)), dtype=np.int32)
+    n_bins = -(-n_total // bin_len)
+    activity = np.zeros((n_ch, n_bins), dtype=np.int32)
+    neuron_activity = np.zeros((cfg.network.n_neurons, n_bins), dtype=np.int32)
+    snapshots = []
     ev_count = np.zeros(n_ch, dtype=np.int64)
     neuron_spikes = np.zeros(cfg.network.n_neurons, dtype=np.int64)
     sig_pow = np.zeros(n_ch)
@@ -150,21 +167,17 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
             per_ch = ev[0::2] + ev[1::2]
             ev_count += per_ch.sum(axis=1)
             i0 = a - s0
-            pad = (-per_ch.shape[1]) % bin_len
-            if i0 % bin_len == 0:
-                binned = np.pad(per_ch, ((0, 0), (0, pad))).reshape(n_ch, -1, bin_len).sum(axis=2)
-                activity[:, i0 // bin_len: i0 // bin_len + binned.shape[1]] += binned
-            else:  # only when chunk length is not a multiple of the bin
-                for j in range(per_ch.shape[1]):
-                    activity[:, (i0 + j) // bin_len] += per_ch[:, j]
+            _accumulate_bins(activity, per_ch, i0, bin_len)
             timings["encode"] += time.perf_counter() - t
 
             t = time.perf_counter()
-            sc, counts = runner.run(ev)
+            sc, spikes = runner.run(ev)
             score[i0:i0 + (b - a)] = sc
-            neuron_spikes += counts
+            neuron_spikes += spikes.sum(axis=0)
+            _accumulate_bins(neuron_activity, spikes.T, i0, bin_len)
             w_now = runner.weights()
             weight_change.append([round((b - s0) / sfreq, 3), float(np.mean(np.abs(w_now - w_start)))])
+            snapshots.append(((b - s0) / sfreq, w_now))
             timings["network"] += time.perf_counter() - t
 
             if rstream is not None:
@@ -198,6 +211,8 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
         },
         score=score, events=[], neuron_spikes=neuron_spikes,
         weights_start=w_start, weights_end=w_end, weight_change=weight_change,
+        neuron_activity=neuron_activity, input_activity=activity, weight_snapshots=snapshots,
+        weight_scale=scale,
     )
     if is_ecg:
         rp = rstream.result()

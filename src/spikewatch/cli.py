@@ -51,18 +51,6 @@ def _root(
         logging.getLogger("mne").setLevel(logging.ERROR)
 
 
-def _read(path: Path, cfg_io):
-    from spikewatch.io import read_recording
-
-    return read_recording(path, channels=cfg_io.channels, modality=cfg_io.modality,
-                          sfreq=cfg_io.sfreq, ch_names=cfg_io.ch_names, unit=cfg_io.unit)
-
-
-def _io_only(config: Optional[Path], **io_over):
-    """The io section (from --config or defaults) with CLI overrides."""
-    from spikewatch.config import load_config
-
-    return load_config(config, **{f"io__{k}": v for k, v in io_over.items()})
 
 
 @app.command()
@@ -73,8 +61,9 @@ def info(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (its io section is used)."),
 ):
     """Print channels, sampling rate, duration and the annotation summary of a recording."""
-    cfg = _io_only(config, sfreq=sfreq, modality=modality)
-    rec = _read(path, cfg.io)
+    from spikewatch.jobs import resolve_job
+
+    rec, _ = resolve_job(path, config, io__sfreq=sfreq, io__modality=modality)
     t = Table(title=f"{rec.record_id}  ({rec.format}, {rec.modality})", show_header=False)
     t.add_row("file", str(rec.path))
     t.add_row("sampling rate", f"{rec.sfreq:g} Hz")
@@ -109,20 +98,12 @@ def analyze(
     channels: Optional[str] = typer.Option(None, help="Comma-separated channels to analyse."),
 ):
     """Analyse a recording and write events.tsv, beats.tsv (ECG) and summary.json."""
-    from spikewatch.analysis import analyze as run_analysis
-    from spikewatch.config import default_config_for, load_config
-    from spikewatch.report import write_outputs
+    from spikewatch.jobs import resolve_job, run_job
 
     chans = [c.strip() for c in channels.split(",")] if channels else None
-    io_over = dict(sfreq=sfreq, modality=modality, channels=chans)
-    over = {f"io__{k}": v for k, v in io_over.items()}
-    over.update(seed=seed, stdp__enabled=False if no_learning else None)
-    if config is not None:
-        cfg = load_config(config, **over)
-        rec = _read(path, cfg.io)
-    else:
-        rec = _read(path, load_config(None, **over).io)
-        cfg = load_config(default_config_for(rec.modality), **over)
+    over = dict(io__sfreq=sfreq, io__modality=modality, io__channels=chans, seed=seed,
+                stdp__enabled=False if no_learning else None)
+    rec, cfg = resolve_job(path, config, **over)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.fields[done]:.0f}/{task.total:.0f} s"), TimeRemainingColumn(),
                   console=err, transient=True, disable=not err.is_terminal) as prog:
@@ -131,12 +112,10 @@ def analyze(
         def progress(done, total):
             prog.update(task, completed=done, total=total, done=done)
 
-        result = run_analysis(rec, cfg, start=start, stop=stop, progress=progress)
-    folder = write_outputs(result, rec, cfg, out_dir)
-    rtf = result.duration_s / max(result.timings["total"], 1e-9)
-    kind = f"{len(result.rpeaks)} beats, " if result.modality == "ecg" else ""
-    out.print(f"{rec.record_id}: {result.duration_s:.1f} s analysed, {kind}{len(result.events)} events "
-              f"({rtf:.0f}x real time) -> {folder}")
+        job = run_job(rec, cfg, out_dir, start=start, stop=stop, progress=progress)
+    kind = f"{job.n_beats} beats, " if job.n_beats is not None else ""
+    out.print(f"{job.record_id}: {job.duration_s:.1f} s analysed, {kind}{job.n_events} events "
+              f"({job.duration_s / max(job.seconds, 1e-9):.0f}x real time) -> {job.folder}")
 
 
 def main(argv: list[str] | None = None) -> int:

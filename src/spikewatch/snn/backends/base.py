@@ -55,12 +55,12 @@ class Runner(ABC):
         -------
         score : ndarray of float32, shape (n_steps,)
             Anomaly score per step.
-        spike_counts : ndarray of int64, shape (n_neurons,)
-            Feature-neuron spikes in the chunk.
+        spikes : ndarray of int16, shape (n_steps, n_neurons)
+            Feature-neuron spikes per step.
         """
         n_steps = events.shape[1]
         score = np.empty(n_steps, dtype=np.float32)
-        counts = np.zeros(self.net.net.n_neurons, dtype=np.int64)
+        counts = np.zeros((n_steps, self.net.net.n_neurons), dtype=np.int16)
         done = 0
         while done < n_steps:
             k = min(self.block_steps - self.steps % self.block_steps, n_steps - done)
@@ -68,7 +68,7 @@ class Runner(ABC):
                 self._w_block = self.weights()
             u, a, spikes = self._simulate(events[:, done:done + k])
             score[done:done + k] = anomaly_score(u, a, self._w_block)
-            counts += spikes.sum(axis=0)
+            counts[done:done + k] = spikes
             done += k
             self.steps += k
         return score, counts
