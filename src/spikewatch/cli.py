@@ -118,6 +118,60 @@ def analyze(
               f"({job.duration_s / max(job.seconds, 1e-9):.0f}x real time) -> {job.folder}")
 
 
+@app.command()
+def evaluate(
+    recordings: list[Path] = typer.Argument(..., help="Recordings whose reference annotations score the reports."),
+    reports: Path = typer.Option(Path("reports"), "--reports", "-r", help="Folder holding <recording-id>/ reports."),
+    reference_events: Optional[Path] = typer.Option(
+        None, help="EEG: TSV with onset/duration of reference seizures (SzCORE event scoring)."),
+    sfreq: Optional[float] = typer.Option(None, help="Sampling rate for header-less segments (Hz)."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the figures as JSON."),
+):
+    """Score reports against reference annotations (AAMI EC57 for ECG, SzCORE for EEG)."""
+    from spikewatch import evaluate as ev
+    from spikewatch.io.writers import safe_id, write_json
+    from spikewatch.jobs import resolve_job
+
+    rows, ecg_scores, eeg = [], [], {}
+    for path in recordings:
+        rec, _ = resolve_job(path, None, io__sfreq=sfreq)
+        folder = reports / safe_id(rec.record_id)
+        if rec.modality == "ecg":
+            sc = ev.evaluate_ecg_report(rec, folder)
+            ecg_scores.append(sc)
+            rows.append((rec.record_id + (" (paced)" if sc.paced else ""), sc.figures()))
+        else:
+            if reference_events is None:
+                raise SpikewatchError(f"{path}: EEG evaluation needs --reference-events (onset/duration TSV)")
+            ref = [(float(r["onset"]), float(r["duration"])) for r in ev.read_tsv(reference_events)]
+            rep = ev.load_report(folder)
+            eeg[rec.record_id] = ev.szcore_events(ref, rep["events"], rec.duration)
+    result = {}
+    if ecg_scores:
+        g = ev.gross(ecg_scores)
+        result["ecg"] = {"records": {r: f for r, f in rows}, "gross": g}
+        cols = ["V_Se", "S_Se", "F_Se", "event_PPV", "false_events_per_h", "N_flagged_pct",
+                "beat_AUC_SVF_vs_N", "beat_AUC_V_vs_N"]
+        t = Table(title="ECG (AAMI EC57; gross excludes paced records)")
+        t.add_column("record")
+        for c in cols:
+            t.add_column(c, justify="right")
+        fmt = lambda v: "-" if v is None else f"{v:g}"  # noqa: E731
+        for r, f in rows + [("gross", g)]:
+            t.add_row(r, *[fmt(f[c]) for c in cols])
+        out.print(t)
+    if eeg:
+        result["eeg"] = eeg
+        t = Table(title="EEG seizure events (SzCORE)")
+        for c in ("record", "sensitivity", "precision", "f1", "fp_per_24h"):
+            t.add_column(c)
+        for r, f in eeg.items():
+            t.add_row(r, *[str(f[c]) for c in ("sensitivity", "precision", "f1", "fp_per_24h")])
+        out.print(t)
+    if json_out is not None:
+        write_json(json_out, result)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``spikewatch`` console script.
 
