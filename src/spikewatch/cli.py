@@ -96,13 +96,17 @@ def analyze(
     sfreq: Optional[float] = typer.Option(None, help="Sampling rate for header-less segments (Hz)."),
     modality: Optional[str] = typer.Option(None, help="Override the inferred modality: ecg or eeg."),
     channels: Optional[str] = typer.Option(None, help="Comma-separated channels to analyse."),
+    no_html: bool = typer.Option(False, "--no-html", help="Do not write report.html."),
+    include_phi: bool = typer.Option(False, "--include-phi",
+                                     help="Copy patient-identifying header fields (name, birth date, ...) into the outputs."),
 ):
-    """Analyse a recording and write events.tsv, beats.tsv (ECG) and summary.json."""
+    """Analyse a recording and write its report folder (events, summary, report.html, EDF+ copy)."""
     from spikewatch.jobs import resolve_job, run_job
 
     chans = [c.strip() for c in channels.split(",")] if channels else None
     over = dict(io__sfreq=sfreq, io__modality=modality, io__channels=chans, seed=seed,
-                stdp__enabled=False if no_learning else None)
+                stdp__enabled=False if no_learning else None,
+                report__html=False if no_html else None, report__include_phi=True if include_phi else None)
     rec, cfg = resolve_job(path, config, **over)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.fields[done]:.0f}/{task.total:.0f} s"), TimeRemainingColumn(),

@@ -115,6 +115,18 @@ class ReportConfig(_Section):
     """What is written for each recording."""
 
     events_sidecar: bool = Field(True, description="Write the BIDS-style events.json describing events.tsv.")
+    html: bool = Field(True, description="Write report.html (mne.Report: overview, one section per event, "
+                       "network activity, STDP weights).")
+    max_event_sections: int = Field(20, ge=0, description="report.html shows this many flagged events, "
+                                    "highest score first.")
+    edf_export: bool = Field(True, description="Write recording.edf: an EDF+ copy of the analysed span and "
+                             "channels with the flagged events as annotations (loads that span into memory).")
+    include_phi: bool = Field(False, description="Copy patient-identifying header fields (patient name, code, "
+                              "birth date, sex, hand, measurement date, equipment, the recording's own "
+                              "free-text annotations) into the outputs. Off: they never reach any file.")
+    meas_date: Literal["drop", "shift", "keep"] = Field(
+        "drop", description="Measurement date in the outputs when include_phi is false: 'drop' (none), "
+        "'shift' (moved to 2000-01-01, time of day kept, as mne.io.anonymize_info) or 'keep'.")
 
 
 class PipelineConfig(_Section):

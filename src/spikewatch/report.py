@@ -1,24 +1,38 @@
-"""Write one analysis as ``<out>/<recording-id>/``: events, beats, summary.
+"""Write one analysis as ``<out>/<recording-id>/``.
 
 ``events.tsv`` (BIDS-style ``onset duration trial_type score channels``, seconds
 from the recording start) with its ``events.json`` sidecar; ``beats.tsv``
-(``onset score z``) for ECG; ``summary.json`` with counts, settings, timings
-and provenance (input SHA-256, config hash, seed, versions). Patient-identifying
-header fields are never written here.
+(``onset score z``) for ECG; ``annotations.csv`` (the events as MNE reads
+them); ``recording.edf`` (EDF+ copy of the analysed span with the events as
+annotations, ``report.edf_export``); ``report.html`` (plots, ``report.html``);
+``summary.json`` with counts, settings, timings and provenance (input SHA-256,
+config hash, seed, versions, STDP summary).
+
+Everything is assembled in a temporary folder and renamed into place when
+complete. Patient-identifying header fields reach no file unless
+``report.include_phi`` (see :mod:`spikewatch.privacy`); the finished folder is
+scanned for them before it is published.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
+import io
 import platform
+import time
+import warnings
 from importlib import metadata
 from pathlib import Path
 
+import mne
 import numpy as np
 
 from spikewatch.analysis import AnalysisResult
 from spikewatch.config import Config
-from spikewatch.io.writers import report_dir, safe_id, write_json, write_tsv
+from spikewatch.errors import SpikewatchError
+from spikewatch.io.writers import atomic_write_text, report_dir, safe_id, write_json, write_tsv
+from spikewatch.privacy import check_folder, export_info, output_meas_date, patient_block, phi_fields
 
 EVENTS_SIDECAR = {
     "onset": {"Description": "Start of the flagged span from the recording start", "Units": "s"},
@@ -30,6 +44,10 @@ EVENTS_SIDECAR = {
     "score": {"Description": "Largest robust z-score of the anomaly score within the event", "Units": "z"},
     "channels": {"Description": "Comma-separated channels whose input activity drove the event"},
 }
+#: summary.json keys holding wall times (they differ between identical runs)
+TIMING_KEYS = ("timing_s", "realtime_factor", "realtime_factor_by_stage", "report_timing_s")
+EDF_NAME = "recording.edf"
+EDF_LABEL_LEN = 16  # EDF signal labels are 16 characters
 VERSIONED = ["spikewatch", "nengo", "nengo-loihi", "mne", "numpy", "scipy", "wfdb", "prefect", "neurokit2"]
 _HASH_SUFFIXES = {".hea", ".dat", ".atr", ".mat", ".xyz"}
 
@@ -85,18 +103,149 @@ def _weights_stats(w: np.ndarray) -> dict:
     return {"mean": float(w.mean()), "std": float(w.std()), "min": float(w.min()), "max": float(w.max())}
 
 
+def edf_labels(names: list[str]) -> list[str]:
+    """Channel names shortened to EDF's 16 characters, kept unique."""
+    out: list[str] = []
+    for n in names:
+        lab = n[:EDF_LABEL_LEN]
+        k = 1
+        while lab in out:
+            suffix = f"~{k}"
+            lab = n[: EDF_LABEL_LEN - len(suffix)] + suffix
+            k += 1
+        out.append(lab)
+    return out
+
+
+def event_description(event) -> str:
+    """Annotation text of an event in ``annotations.csv`` and ``recording.edf``."""
+    return f"spikewatch {event.trial_type}"
+
+
+def annotations_csv(result: AnalysisResult, rec, cfg: Config) -> str:
+    """The events as an MNE annotations CSV (``mne.read_annotations`` reads it).
+
+    Onsets are absolute times as MNE writes them: the measurement date allowed
+    by the privacy settings (or 1970-01-01 when it is dropped, MNE's convention
+    for no date) plus the event's seconds from the recording start. Extra
+    columns: ``score`` (largest z) and ``ch_names`` (the event's channels).
+    """
+    ev = result.events
+    ann = mne.Annotations([e.onset for e in ev], [e.duration for e in ev], [event_description(e) for e in ev],
+                          orig_time=output_meas_date(rec.raw.info["meas_date"], cfg.report))
+    df = ann.to_data_frame(time_format="datetime")
+    # ch_names as MNE's reader parses them (':'-joined); MNE's own writer puts a tuple repr here
+    df["ch_names"] = [":".join(c.replace(":", "{COLON}") for c in e.channels) for e in ev]
+    df["score"] = [f"{e.score:.4f}" for e in ev]
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, lineterminator="\n")
+    return buf.getvalue()
+
+
+def export_edf(path: Path, result: AnalysisResult, rec, cfg: Config) -> dict:
+    """Write the analysed span and channels as EDF+ with the events as annotations.
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        Destination (inside the report folder being assembled).
+    result : AnalysisResult
+        The analysis (span, channels, events).
+    rec : spikewatch.io.Recording
+        The recording (read for the span).
+    cfg : Config
+        Privacy settings (``report.include_phi``, ``report.meas_date``).
+
+    Returns
+    -------
+    dict
+        What was exported: file, start in the recording, channel labels.
+
+    Notes
+    -----
+    The header is built from an allow-list (:func:`spikewatch.privacy.export_info`):
+    without ``include_phi`` the patient field is ``X X X X`` and the start date
+    follows ``report.meas_date``. Annotation onsets count from the file's first
+    sample, i.e. from ``start_s`` of the recording. The recording's own
+    annotations (free text) are copied only with ``include_phi``.
+    """
+    sfreq = result.sfreq
+    stop = result.start_s + result.n_steps / sfreq
+    data = rec.get_data(start=result.start_s, stop=stop, picks=result.channels)
+    labels = edf_labels(result.channels)
+    info = export_info(rec.raw.info, labels, [result.modality] * len(labels), cfg.report)
+    if info["meas_date"] is not None:
+        info.set_meas_date(info["meas_date"] + dt.timedelta(seconds=result.start_s))
+    onset = [e.onset - result.start_s for e in result.events]
+    desc = [event_description(e) for e in result.events]
+    dur = [e.duration for e in result.events]
+    per_record = int(np.floor(sfreq))
+    if sfreq != per_record and data.shape[1] % per_record:
+        # MNE writes records of floor(sfreq) samples at a non-integer rate but does not pad the last one
+        pad = per_record - data.shape[1] % per_record
+        onset.append(data.shape[1] / sfreq)
+        dur.append(pad / sfreq)
+        desc.append("BAD_ACQ_SKIP")
+        data = np.pad(data, ((0, 0), (0, pad)), mode="edge")
+    raw = mne.io.RawArray(data, info, verbose="error")
+    if cfg.report.include_phi:
+        own = rec.annotations
+        keep = (own.onset >= result.start_s) & (own.onset < stop)
+        onset += list(own.onset[keep] - result.start_s)
+        dur += list(own.duration[keep])
+        desc += list(own.description[keep])
+    raw.set_annotations(mne.Annotations(onset, dur, desc, orig_time=None))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            mne.export.export_raw(path, raw, fmt="edf", physical_range="channelwise", add_ch_type=False,
+                                  overwrite=True, verbose="error")
+    except (ValueError, RuntimeError) as exc:
+        raise SpikewatchError(f"{rec.path}: cannot export EDF+ copy: {' '.join(str(exc).split())}") from None
+    return {"file": path.name, "start_s": result.start_s, "duration_s": round(result.duration_s, 4),
+            "channels": labels}
+
+
 def summary_dict(result: AnalysisResult, rec, cfg: Config, input_sha: str, per_file: dict) -> dict:
-    """The ``summary.json`` content (no patient-identifying fields)."""
+    """The ``summary.json`` content (identifying fields only with ``report.include_phi``).
+
+    Parameters
+    ----------
+    result : AnalysisResult
+        The analysis.
+    rec : spikewatch.io.Recording
+        The recording.
+    cfg : Config
+        The resolved config.
+    input_sha : str
+        Combined SHA-256 of the input files.
+    per_file : dict
+        SHA-256 per input file.
+
+    Returns
+    -------
+    dict
+        Keys in :data:`TIMING_KEYS` hold wall times; everything else is the
+        same for the same input, config and seed.
+    """
     dw = result.weights_end - result.weights_start
     t = result.timings
+    meas = output_meas_date(rec.raw.info["meas_date"], cfg.report)
+    files = ["events.tsv", "annotations.csv", "summary.json"]
+    files += ["events.json"] if cfg.report.events_sidecar else []
+    files += ["beats.tsv"] if result.modality == "ecg" else []
+    files += [EDF_NAME] if cfg.report.edf_export else []
+    files += ["report.html"] if cfg.report.html else []
     return {
-        "recording_id": result.record_id,
-        "input": {"file": Path(rec.path).name, "sha256": input_sha, "files_sha256": per_file},
+        "recording_id": safe_id(result.record_id),
+        "input": {"file": Path(rec.path).name, "format": rec.format, "sha256": input_sha,
+                  "files_sha256": per_file},
         "modality": result.modality,
         "sfreq": result.sfreq,
         "channels": result.channels,
         "start_s": result.start_s,
         "duration_s": round(result.duration_s, 4),
+        "meas_date": meas.isoformat() if meas is not None else None,
         "spikes_per_channel": result.spikes_per_channel,
         "encoding": result.encoding,
         "n_events": len(result.events),
@@ -109,15 +258,23 @@ def summary_dict(result: AnalysisResult, rec, cfg: Config, input_sha: str, per_f
                 "weights_start": _weights_stats(result.weights_start),
                 "weights_end": _weights_stats(result.weights_end),
                 "mean_abs_dw_over_time": result.weight_change,
+                "weight_scale": result.weight_scale,
             },
         },
         "timing_s": t,
         "realtime_factor": round(result.duration_s / t["total"], 2) if t.get("total") else None,
+        "realtime_factor_by_stage": {k: round(result.duration_s / v, 1) for k, v in sorted(t.items())
+                                     if k != "total" and v > 0},
         "seed": cfg.seed,
         "backend": cfg.backend.name,
         "config": cfg.model_dump(mode="json"),
         "config_sha256": cfg.digest(),
         "versions": versions(),
+        "privacy": {"include_phi": cfg.report.include_phi,
+                    "meas_date": "kept" if cfg.report.include_phi else cfg.report.meas_date},
+        "patient": patient_block(rec.raw.info, cfg.report),
+        "edf_export": None,
+        "files": sorted(files),
     }
 
 
@@ -139,9 +296,17 @@ def write_outputs(result: AnalysisResult, rec, cfg: Config, out: str | Path) -> 
     -------
     pathlib.Path
         The report folder.
+
+    Raises
+    ------
+    spikewatch.privacy.PrivacyError
+        A finished file still holds a patient-identifying header field
+        (nothing is published).
     """
     files = input_files(rec.path)
     digest, per_file = sha256_files(files)
+    forbidden = phi_fields(rec, cfg.report)
+    summary = summary_dict(result, rec, cfg, digest, per_file)
     with report_dir(out, result.record_id) as tmp:
         write_tsv(tmp / "events.tsv", ["onset", "duration", "trial_type", "score", "channels"],
                   ([f"{e.onset:.4f}", f"{e.duration:.4f}", e.trial_type, f"{e.score:.4f}",
@@ -153,5 +318,19 @@ def write_outputs(result: AnalysisResult, rec, cfg: Config, out: str | Path) -> 
             write_tsv(tmp / "beats.tsv", ["onset", "score", "z"],
                       ([f"{o:.4f}", f"{s:.6g}", f"{z:.4f}"]
                        for o, s, z in zip(onsets, result.beat_score, result.beat_z)))
-        write_json(tmp / "summary.json", summary_dict(result, rec, cfg, digest, per_file))
+        atomic_write_text(tmp / "annotations.csv", annotations_csv(result, rec, cfg))
+        report_t = {}
+        if cfg.report.edf_export:
+            t = time.perf_counter()
+            summary["edf_export"] = export_edf(tmp / EDF_NAME, result, rec, cfg)
+            report_t["edf"] = round(time.perf_counter() - t, 4)
+        if cfg.report.html:
+            from spikewatch.report_html import build_html  # matplotlib only when needed
+
+            t = time.perf_counter()
+            atomic_write_text(tmp / "report.html", build_html(result, rec, cfg, summary, tmp))
+            report_t["html"] = round(time.perf_counter() - t, 4)
+        summary["report_timing_s"] = report_t
+        write_json(tmp / "summary.json", summary)
+        check_folder(tmp, forbidden)
     return Path(out).resolve() / safe_id(result.record_id)
