@@ -176,6 +176,84 @@ def evaluate(
         write_json(json_out, result)
 
 
+@app.command()
+def batch(
+    inputs: list[str] = typer.Argument(..., help="Folders (searched recursively), quoted glob patterns "
+                                       "('data/**/*.edf'), manifest files (.list/.lst/.manifest: one path a line) "
+                                       "or recordings."),
+    out_dir: Path = typer.Option(Path("reports"), "--out", "-o", help="Output root: OUT/<recording-id>/, "
+                                 "OUT/batch.tsv, OUT/index.html."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; default configs/<modality>.yaml per recording."),
+    sfreq: Optional[float] = typer.Option(None, help="Sampling rate for header-less segments (Hz)."),
+    seed: Optional[int] = typer.Option(None, help="Seed (initial weights, simulator)."),
+    start: Optional[float] = typer.Option(None, help="Start of the analysed span of each recording (s)."),
+    stop: Optional[float] = typer.Option(None, help="End of the analysed span of each recording (s)."),
+    concurrency: Optional[int] = typer.Option(None, min=1, help="Recordings at once in threads (default pipeline.concurrency)."),
+    retries: Optional[int] = typer.Option(None, min=0, help="Retries after transient errors (default pipeline.retries)."),
+    dask_address: Optional[str] = typer.Option(None, "--dask-address", help="Run on an existing Dask cluster: tcp://HOST:PORT."),
+    workers: Optional[int] = typer.Option(None, min=1, help="Start a local Dask cluster of N worker processes."),
+):
+    """Analyse many recordings as a Prefect flow (embedded: no server needed); re-runs skip finished work."""
+    from spikewatch.pipelines import prefect_environment
+
+    prefect_environment(quiet_console=not _STATE["debug"])
+    from spikewatch import batch as batch_mod
+    from spikewatch.pipelines.flows import batch_analyze, execution_settings
+    from spikewatch.pipelines.tasks import LINE_ATTR
+
+    over = {k: v for k, v in {"io__sfreq": sfreq, "seed": seed}.items() if v is not None}
+    execution_settings(config, over, concurrency=concurrency, retries=retries, dask_address=dask_address,
+                       workers=workers)  # usage errors before Prefect starts
+    n = len(batch_mod.plan_batch(inputs))
+    err.print(f"spikewatch batch: {n} recordings -> {out_dir}", highlight=False)
+
+    class _Lines(logging.Handler):  # one line per finished recording, from the task logs
+        def emit(self, record):
+            if getattr(record, LINE_ATTR, False):
+                err.print(f"  {record.getMessage()}", markup=False, highlight=False, soft_wrap=True)
+
+    lines = _Lines()
+    task_log = logging.getLogger("prefect.task_runs")
+    if not _STATE["debug"]:
+        task_log.addHandler(lines)
+    try:
+        state = batch_analyze(inputs=inputs, out=str(out_dir), config=str(config) if config else None,
+                              sfreq=sfreq, seed=seed, start=start, stop=stop, concurrency=concurrency,
+                              retries=retries, dask_address=dask_address, workers=workers, return_state=True)
+    finally:
+        task_log.removeHandler(lines)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    counts = {s: sum(r["status"] == s for r in result) for s in batch_mod.STATUSES}
+    out.print(f"{len(result)} recordings: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+              + f" -> {out_dir.resolve() / batch_mod.INDEX_HTML}", highlight=False)
+    bad = batch_mod.failures(result)
+    for r in bad:
+        err.print(f"spikewatch: failed: {r['recording_id']}: {r['reason']}", markup=False, highlight=False,
+                  soft_wrap=True)
+    if bad:
+        raise batch_mod.BatchFailed(f"{len(bad)} of {len(result)} recordings failed "
+                                    f"(listed above and in {out_dir / batch_mod.BATCH_TSV})")
+
+
+@app.command()
+def serve(
+    config: Path = typer.Option(None, "--config", "-c", help="Schedules file (default: the shipped "
+                                "configs/schedules.yaml, a nightly scan of ./inbox)."),
+    port: Optional[int] = typer.Option(None, min=1, max=65535, help="Port of the local Prefect server started "
+                                       "when PREFECT_API_URL is unset (default: a free port)."),
+):
+    """Serve scheduled batch deployments; starts a local Prefect server unless PREFECT_API_URL is set."""
+    from spikewatch.pipelines import prefect_environment
+
+    prefect_environment()
+    from spikewatch.pipelines.serve import DEFAULT_SCHEDULES, serve_schedules
+
+    serve_schedules(config or DEFAULT_SCHEDULES, port=port,
+                    echo=lambda msg: err.print(f"spikewatch serve: {msg}", markup=False, highlight=False))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``spikewatch`` console script.
 

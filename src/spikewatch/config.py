@@ -133,6 +133,16 @@ class PipelineConfig(_Section):
     """Batch execution."""
 
     chunk_s: float = Field(300.0, gt=0, description="Seconds read, filtered and encoded at a time.")
+    concurrency: int = Field(1, ge=1, le=256, description="spikewatch batch: recordings analysed at once in "
+                             "threads of this process (ignored on Dask: its workers set the parallelism).")
+    retries: int = Field(2, ge=0, le=20, description="spikewatch batch: retries of a recording after a transient "
+                         "error (I/O error, input still being written); bad input is never retried.")
+    retry_delay_s: float = Field(10.0, ge=0, description="spikewatch batch: delay before the first retry (s); "
+                                 "doubled for each further retry.")
+    dask_address: str | None = Field(None, description="spikewatch batch: scheduler of an existing Dask cluster "
+                                     "(tcp://HOST:PORT) that runs the recordings; null = this process.")
+    workers: int | None = Field(None, ge=1, le=256, description="spikewatch batch: start a local Dask cluster of "
+                                "this many worker processes (one thread each); null = no cluster.")
 
 
 class BackendConfig(_Section):
