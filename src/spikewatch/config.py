@@ -148,7 +148,9 @@ class PipelineConfig(_Section):
 class BackendConfig(_Section):
     """Which simulator runs the network."""
 
-    name: Literal["nengo"] = Field("nengo", description="Simulator backend.")
+    name: Literal["nengo", "fast"] = Field(
+        "nengo", description="Simulator backend: 'nengo' (reference nengo.Simulator) or 'fast' (the same Nengo "
+        "model in a compiled numba loop; same spikes, weights and scores as 'nengo').")
 
 
 class Config(_Section):

@@ -118,6 +118,19 @@ def _date_forms(d: dt.date) -> list[str]:
     return [d.isoformat(), f"{d.day:02d}-{_MONTHS[d.month - 1]}-{d.year}", f"{d.day:02d}.{d.month:02d}.{d.year}"]
 
 
+def _looks_like_identifier(token: str) -> bool:
+    """A code, name or date rather than an ordinary word: digits, ``_``, or inner capitals.
+
+    Free-text header fields (EDF patient/recording fields, WFDB comments) are
+    searched token by token; plain words ("sleep", "Normal") are skipped so that
+    they cannot match ordinary text in a report.
+    """
+    t = token.strip(".,;:()[]")
+    if t.lower() == "startdate":
+        return False
+    return any(c.isdigit() or c == "_" for c in t) or any(c.isupper() for c in t[1:])
+
+
 def _edf_header_fields(path: Path) -> dict[str, str]:
     """Patient (bytes 8-88) and recording (88-168) fields of an EDF/BDF header."""
     try:
@@ -147,7 +160,9 @@ def phi_fields(rec, cfg: ReportConfig | None = None) -> dict[str, str]:
     dict
         ``{value: what it is}`` (e.g. ``'No_Name': 'patient name'``), only
         values of at least :data:`MIN_GUARD_LEN` characters that are not
-        placeholders such as ``X``.
+        placeholders such as ``X``. Structured fields (names, ids, dates,
+        experimenter, device) are taken whole; free text (EDF patient and
+        recording fields, header comments) token by token, codes and names only.
     """
     cfg = cfg or ReportConfig()
     if cfg.include_phi:
@@ -176,14 +191,14 @@ def phi_fields(rec, cfg: ReportConfig | None = None) -> dict[str, str]:
     add(exp, "experimenter")
     for key, value in dict(info.get("device_info") or {}).items():
         add(value, f"device_info {key}")
-    for line in str(info.get("description") or "").splitlines():
-        add(line, "header description")
     add(info.get("proj_name"), "project name")
+    free = {"header description": str(info.get("description") or "")}
     if rec.format in ("edf", "bdf"):
-        for what, text in _edf_header_fields(Path(rec.path)).items():
-            for token in text.split():
-                if token.lower() != "startdate":
-                    add(token, what)
+        free.update(_edf_header_fields(Path(rec.path)))
+    for what, text in free.items():
+        for token in text.split():
+            if _looks_like_identifier(token):
+                add(token.strip(".,;:()[]"), what)
     # the date the outputs may carry (kept, or shifted: may equal e.g. a 2000-01-01 birth date)
     allowed = output_meas_date(info["meas_date"], cfg)
     if allowed is not None:

@@ -1,11 +1,12 @@
 """``report.html``: one analysis as plots, built with :class:`mne.Report`.
 
-Sections: an overview (facts, anomaly score over time with the flagged events,
-beat or window z-scores against the threshold, the events table), one section
-per flagged event (highest score first, ``report.max_event_sections`` of them:
-the filtered signal with its UP/DOWN spikes and the score), the network's
-activity (feature-neuron raster, input events per channel) and learning (STDP
-weights at the start and end, their change, mean absolute change over time).
+Sections: an overview (anomaly score over time with the flagged events, beat
+or window z-scores against the threshold, the events table, recording and
+provenance facts), one section per flagged event (highest score first,
+``report.max_event_sections`` of them: the filtered signal with its UP/DOWN
+spikes and the score), the network's activity (feature-neuron raster, input
+events per channel) and learning (STDP weights at the start and end, their
+change, mean absolute change over time).
 
 Figures are drawn with matplotlib's object API on the Agg canvas (no pyplot
 state, no display needed). The page is deterministic: the only time stamp MNE
@@ -135,17 +136,18 @@ def _event_signal(result: AnalysisResult, rec, cfg: Config, t0: float, t1: float
     reaches the analysis start, where the re-encoding equals the analysis'.
     """
     sfreq = result.sfreq
-    w0 = max(result.start_s, t0 - EVENT_WARMUP_S)
+    s_start = int(round(result.start_s * sfreq))
+    i0 = max(s_start, int(round((t0 - EVENT_WARMUP_S) * sfreq)))  # first sample re-encoded
+    i_win = max(int(round(t0 * sfreq)), i0)
     names = [result.channels[i] for i in chans]
-    x = rec.get_data(start=w0, stop=t1, picks=names)
+    x = rec.get_data(start=i0 / sfreq, stop=t1, picks=names)
     y = CausalFilter(cfg.preprocessing, sfreq, len(chans))(x)
     enc = DeltaEncoder(result.delta[chans])
     ev = enc.encode(y)
     level = enc.r0[:, None] + enc.delta[:, None] * np.cumsum(ev[0::2] - ev[1::2], axis=1)
-    skip = int(round((t0 - w0) * sfreq))
-    times = w0 + np.arange(x.shape[1]) / sfreq
-    return (times[skip:], y[:, skip:], ev[0::2, skip:], ev[1::2, skip:], level[:, skip:],
-            abs(w0 - result.start_s) < 0.5 / sfreq)
+    skip = i_win - i0
+    times = (i0 + np.arange(x.shape[1])) / sfreq
+    return (times[skip:], y[:, skip:], ev[0::2, skip:], ev[1::2, skip:], level[:, skip:], i0 == s_start)
 
 
 def event_figure(result: AnalysisResult, rec, cfg: Config, event) -> tuple[Figure, bool, float]:
@@ -197,7 +199,7 @@ def event_figure(result: AnalysisResult, rec, cfg: Config, event) -> tuple[Figur
         if row == 0:
             a.legend(loc="upper left", fontsize=7, ncols=4, frameon=False)
     a = ax[-1, 0]
-    i0 = int(round((times[0] - result.start_s) * sfreq))
+    i0 = int(round(times[0] * sfreq)) - int(round(result.start_s * sfreq))
     sc = np.asarray(result.score[i0:i0 + len(times)], float)
     a.plot(times[:len(sc)], sc, lw=0.7, color="0.25")
     _shade_events(a, [event])
@@ -317,13 +319,17 @@ def change_figure(result: AnalysisResult) -> Figure:
     return fig
 
 
+NOWRAP = ' class="text-nowrap"'
+
+
 def _table(rows, header=None) -> str:
     out = ['<table class="table table-sm table-striped w-auto small">']
     if header:
         out.append("<thead><tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr></thead>")
     out.append("<tbody>")
     for r in rows:
-        out.append("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in r) + "</tr>")
+        cells = [f"<td{NOWRAP if k == 0 else ''}>{html.escape(str(v))}</td>" for k, v in enumerate(r)]
+        out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
 
@@ -398,7 +404,6 @@ def build_html(result: AnalysisResult, rec, cfg: Config, summary: dict, scratch:
     kind = "beat" if result.modality == "ecg" else f"{cfg.detection.window_s:g} s window"
     ranked = sorted(result.events, key=lambda e: (-e.score, e.onset))[: cfg.report.max_event_sections]
 
-    rep.add_html(_facts_html(result, summary), title="Recording and provenance", section="Overview")
     rep.add_figure(
         overview_figure(result, cfg), title="Anomaly score over time", section="Overview",
         caption=(f"Top: the network's anomaly score (input the learned patterns do not explain), max-pooled. "
@@ -407,6 +412,7 @@ def build_html(result: AnalysisResult, rec, cfg: Config, summary: dict, scratch:
                  f"into events (red spans). Grey: warm-up ({cfg.detection.warmup_s:g} s) while the network "
                  f"first learns the recording, when no event is reported."))
     rep.add_html(_events_html(result, len(ranked)), title="Flagged events", section="Overview")
+    rep.add_html(_facts_html(result, summary), title="Recording and provenance", section="Overview")
 
     for k, e in enumerate(ranked, 1):
         fig, exact, warm = event_figure(result, rec, cfg, e)

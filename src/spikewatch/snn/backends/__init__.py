@@ -7,15 +7,19 @@ spike counts; state (membranes, synapses, traces, weights) persists between
 calls, so chunked runs equal whole runs.
 
 * ``nengo``: the reference ``nengo.Simulator``.
+* ``fast``: the same Nengo model simulated by a compiled (numba) loop, checked
+  against ``nengo`` by ``tests/test_fast_backend.py``.
 """
 
 from __future__ import annotations
 
 from spikewatch.errors import NetworkError
 from spikewatch.snn.backends.base import Runner
+from spikewatch.snn.backends.fast import FastRunner
 from spikewatch.snn.backends.nengo_backend import NengoRunner
 
 BACKENDS: dict[str, type[Runner]] = {"nengo": NengoRunner}
+BACKENDS["fast"] = FastRunner
 
 
 def open_runner(name: str, net, block_steps: int) -> Runner:
@@ -42,4 +46,4 @@ def open_runner(name: str, net, block_steps: int) -> Runner:
     return cls(net, block_steps)
 
 
-__all__ = ["BACKENDS", "NengoRunner", "Runner", "open_runner"]
+__all__ = ["BACKENDS", "FastRunner", "NengoRunner", "Runner", "open_runner"]

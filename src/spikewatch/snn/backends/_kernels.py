@@ -1,0 +1,363 @@
+"""Compiled (numba) step loop of the ``fast`` backend.
+
+One call of :func:`run_chunk` advances the detector network by a whole chunk of
+steps; every per-step operation happens inside the compiled loop. The loop
+mirrors, operator by operator, what ``nengo.Simulator`` runs for the model
+built by :class:`~spikewatch.snn.network.DetectorNetwork` (the mapping and its
+checks are in :mod:`spikewatch.snn.backends.fast`). Per step, in nengo's order:
+
+1. ``weights += delta`` (the STDP change computed at the previous step);
+2. the source Node emits ``rows[r_k][t - d_k] / dt`` for each output ``k``;
+3. ``J = bias + sum_c gain * x_c`` over the connections into the neurons, ``x_c``
+   being the connection's synapse output of the previous step (or, without a
+   synapse, this step's weighted input);
+4. ``LIF.step`` (nengo's refractory handling, spike height ``amplitude / dt``);
+5. weighted inputs ``W_c @ s`` of the Node connections and their synapses
+   (``x = x * a + b * u``, nengo's zero-order-hold ``OneX`` step);
+6. STDP (:func:`spikewatch.snn.stdp.stdp_step`): traces decay, the change is
+   computed from the traces before this step's spikes, traces accumulate;
+7. weighted inputs ``W_c @ out`` of the neuron-to-neuron connections and
+   their synapses;
+8. probes: a filtered probe returns its filter state *before* this step's
+   update (nengo copies it before the ``update`` operator runs), then the
+   probe filters advance.
+
+Event-driven STDP: the rule computes a dense ``(n_post, n_pre)`` change every
+step, but an entry whose post neuron did not spike and whose pre input carried
+no event gets exactly ``clip(w) - w``, i.e. ``0.0`` while ``w`` lies within
+``[w_min, w_max]``. Only the rows of spiking neurons and the columns of active
+inputs are computed; should rounding ever leave a weight outside the bounds,
+the next step is computed densely, exactly as nengo does.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+# float constants
+(F_DT, F_TAU_RC, F_TAU_REF, F_MIN_V, F_AMP, F_EXPM1_DT, F_A_U, F_B_U, F_A_A, F_B_A,
+ F_C_PLUS, F_C_MINUS, F_W_MIN, F_W_MAX, F_DECAY_PRE, F_DECAY_POST, N_FPAR) = range(17)
+# integer constants
+(I_U_SYN, I_A_SYN, I_LEARN, I_SOFT, I_LEARNED_CONN, N_IPAR) = range(6)
+# integer state
+(S_HEAD, S_DENSE, N_ISTATE) = range(3)
+# connection kinds
+PRE_NODE, PRE_NEURONS = 0, 1
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _stdp_delta(w, post_c, pre_c, x, y, c_plus, c_minus, w_min, w_max, soft):  # pragma: no cover
+    """One entry of :func:`spikewatch.snn.stdp.stdp_step`, with the same float operations."""
+    ltp = c_plus * (post_c * x)
+    ltd = c_minus * (y * pre_c)
+    if soft:
+        span = w_max - w_min
+        ltp = ltp * ((w_max - w) / span)
+        ltd = ltd * ((w - w_min) / span)
+    target = w + ltp + ltd
+    if target < w_min:  # np.clip: minimum(maximum(x, lo), hi)
+        target = w_min
+    if target > w_max:
+        target = w_max
+    return target - w
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def run_chunk(ev, out_row, out_delay, fpar, ipar, gain, bias,  # pragma: no cover
+              c_kind, c_idx_off, c_idx, c_w_off, c_w, c_syn, c_ab, syn,
+              u_idx, wt, delta, trow, tcol, ist, hist, v, rt, fu, fa, xtr, ytr,
+              snap_at, snaps, u_out, a_out, counts):
+    """Advance the network by ``ev.shape[1]`` steps.
+
+    Parameters
+    ----------
+    ev : float64 (n_rows, n_steps)
+        Rows fed to the source Node for this chunk.
+    out_row, out_delay : int64 (n_out,)
+        Node output ``k`` is ``ev[out_row[k], t - out_delay[k]] / dt``.
+    fpar, ipar : float64, int64
+        Constants (``F_*`` / ``I_*`` of this module).
+    gain, bias : float64 (n_neurons,)
+        Built gains and biases of the neurons.
+    c_kind : int64 (n_conn,)
+        ``PRE_NODE`` or ``PRE_NEURONS`` per connection into the neurons.
+    c_idx_off, c_idx : int64
+        Pre indices of connection ``c``: ``c_idx[c_idx_off[c]:c_idx_off[c + 1]]``
+        (into the Node output or the neurons).
+    c_w_off, c_w : int64, float64
+        Fixed weights of connection ``c``, row-major ``(n_neurons, n_pre_c)`` at
+        ``c_w[c_w_off[c]:]`` (the learned connection uses ``wt`` instead).
+    c_syn : int64 (n_conn,)
+        1 if the connection has a synapse.
+    c_ab : float64 (n_conn, 2)
+        Synapse step coefficients ``(a, b)``.
+    syn : float64 (n_conn, n_neurons)
+        Synapse states.
+    u_idx : int64 (n_probe,)
+        Node outputs seen by the input probe.
+    wt, delta : float64 (n_pre, n_neurons)
+        Learned weights (nengo's weights signal, transposed: a pre input's
+        weights are contiguous) and the pending STDP change.
+    trow, tcol : uint8
+        Rows / columns of ``delta`` written at the previous step.
+    ist : int64 (N_ISTATE,)
+        Ring-buffer head and dense-STDP flag.
+    hist : float64 (depth, n_rows)
+        Ring buffer of past rows (the source Node's history).
+    v, rt : float64 (n_neurons,)
+        Membrane voltage and refractory time.
+    fu, fa : float64
+        States of the input and activity probe filters.
+    xtr, ytr : float64
+        STDP pre and post traces.
+    snap_at : int64 (n_snap,)
+        Steps of this chunk at whose start ``w`` is copied into ``snaps``.
+    snaps : float64 (n_snap, n_pre, n_neurons)
+        Output: weight snapshots (transposed).
+    u_out, a_out : float64 (n_steps, n_probe), (n_steps, n_neurons)
+        Output: the probed filtered input and activity.
+    counts : int16 (n_steps, n_neurons)
+        Output: spikes per step and neuron.
+    """
+    n_rows, n_steps = ev.shape
+    n_pre, n_post = wt.shape
+    n_out = out_row.shape[0]
+    n_conn = c_kind.shape[0]
+    n_u = u_idx.shape[0]
+    depth = hist.shape[0]
+
+    dt = fpar[F_DT]
+    tau_rc = fpar[F_TAU_RC]
+    tau_ref = fpar[F_TAU_REF]
+    min_v = fpar[F_MIN_V]
+    spike_h = fpar[F_AMP] / dt
+    spike_n = np.int16(round(spike_h * dt))  # the count the nengo runner reads from the probe
+    expm1_dt = fpar[F_EXPM1_DT]
+    a_u, b_u = fpar[F_A_U], fpar[F_B_U]
+    a_a, b_a = fpar[F_A_A], fpar[F_B_A]
+    c_plus, c_minus = fpar[F_C_PLUS], fpar[F_C_MINUS]
+    w_min, w_max = fpar[F_W_MIN], fpar[F_W_MAX]
+    dec_pre, dec_post = fpar[F_DECAY_PRE], fpar[F_DECAY_POST]
+    u_syn = ipar[I_U_SYN] != 0
+    a_syn = ipar[I_A_SYN] != 0
+    learn = ipar[I_LEARN] != 0
+    soft = ipar[I_SOFT] != 0
+    lc = ipar[I_LEARNED_CONN]
+    l_idx = c_idx[c_idx_off[lc]:c_idx_off[lc + 1]]
+
+    s = np.zeros(n_out)
+    pre = np.zeros(n_pre)  # the learned connection's input
+    active = np.empty(n_pre, np.int64)
+    J = np.empty(n_post)
+    out = np.zeros(n_post)
+    spiked = np.empty(n_post, np.int64)
+    post_c = np.zeros(n_post)
+    weighted = np.zeros((n_conn, n_post))
+
+    head = ist[S_HEAD]
+    dense = ist[S_DENSE] != 0
+    i_snap = 0
+    n_snap = snap_at.shape[0]
+
+    for t in range(n_steps):
+        # --- weights as nengo's signal holds them before this step
+        if i_snap < n_snap and snap_at[i_snap] == t:
+            snaps[i_snap, :, :] = wt
+            i_snap += 1
+
+        # --- 1. weights += delta (the change computed at the previous step)
+        if learn:
+            if dense:
+                dense = False
+                for j in range(n_pre):
+                    for i in range(n_post):
+                        wt[j, i] += delta[j, i]
+                        delta[j, i] = 0.0
+                        if not (w_min <= wt[j, i] <= w_max):
+                            dense = True
+                    tcol[j] = 0
+                for i in range(n_post):
+                    trow[i] = 0
+            else:
+                for j in range(n_pre):
+                    if tcol[j]:
+                        for i in range(n_post):
+                            wt[j, i] += delta[j, i]
+                            delta[j, i] = 0.0
+                        tcol[j] = 0
+                        for i in range(n_post):
+                            if not (w_min <= wt[j, i] <= w_max):
+                                dense = True
+                for i in range(n_post):
+                    if trow[i]:
+                        for j in range(n_pre):
+                            wt[j, i] += delta[j, i]
+                            delta[j, i] = 0.0
+                            if not (w_min <= wt[j, i] <= w_max):
+                                dense = True
+                        trow[i] = 0
+
+        # --- 2. source Node output
+        head += 1
+        if head == depth:
+            head = 0
+        for r in range(n_rows):
+            hist[head, r] = ev[r, t]
+        for k in range(n_out):
+            r = head - out_delay[k]
+            if r < 0:
+                r += depth
+            x = hist[r, out_row[k]]
+            s[k] = x / dt if x != 0.0 else 0.0
+        n_act = 0
+        for j in range(n_pre):
+            pre[j] = s[l_idx[j]]
+            if pre[j] != 0.0:
+                active[n_act] = j
+                n_act += 1
+
+        # --- 5a. weighted inputs of the Node connections (W @ s)
+        for c in range(n_conn):
+            if c_kind[c] != PRE_NODE:
+                continue
+            if c == lc:
+                for i in range(n_post):
+                    weighted[c, i] = 0.0
+                for q in range(n_act):
+                    j = active[q]
+                    x = pre[j]
+                    for i in range(n_post):
+                        weighted[c, i] += wt[j, i] * x
+            else:
+                i0, i1 = c_idx_off[c], c_idx_off[c + 1]
+                m = i1 - i0
+                base = c_w_off[c]
+                for i in range(n_post):
+                    weighted[c, i] = 0.0
+                for jj in range(m):
+                    x = s[c_idx[i0 + jj]]
+                    if x != 0.0:
+                        for i in range(n_post):
+                            weighted[c, i] += c_w[base + i * m + jj] * x
+
+        # --- 3. input current
+        for i in range(n_post):
+            J[i] = bias[i]
+        for c in range(n_conn):
+            if c_syn[c]:
+                for i in range(n_post):
+                    J[i] = J[i] + gain[i] * syn[c, i]
+            else:
+                for i in range(n_post):
+                    J[i] = J[i] + gain[i] * weighted[c, i]
+
+        # --- 4. LIF step (nengo.neurons.LIF.step)
+        n_spk = 0
+        for i in range(n_post):
+            r_t = rt[i] - dt
+            dtt = dt - r_t
+            if dtt < 0.0:
+                dtt = 0.0
+            if dtt > dt:
+                dtt = dt
+            if dtt == dt:
+                e = expm1_dt
+            else:
+                e = math.expm1(-dtt / tau_rc)
+            vi = v[i] - (J[i] - v[i]) * e
+            if vi > 1.0:
+                out[i] = spike_h
+                t_spike = dt + tau_rc * math.log1p(-(vi - 1.0) / (J[i] - 1.0))
+                vi = 0.0
+                r_t = tau_ref + t_spike
+                spiked[n_spk] = i
+                n_spk += 1
+            else:
+                out[i] = 0.0
+                if vi < min_v:
+                    vi = min_v
+            v[i] = vi
+            rt[i] = r_t
+
+        # --- 5b. synapses of the Node connections
+        for c in range(n_conn):
+            if c_kind[c] == PRE_NODE and c_syn[c]:
+                a_c, b_c = c_ab[c, 0], c_ab[c, 1]
+                for i in range(n_post):
+                    syn[c, i] = syn[c, i] * a_c + b_c * weighted[c, i]
+
+        # --- 6. STDP (the same value per entry whichever pass computes it)
+        if learn:
+            for j in range(n_pre):
+                xtr[j] = xtr[j] * dec_pre
+            for i in range(n_post):
+                ytr[i] = ytr[i] * dec_post
+                post_c[i] = out[i] * dt
+            if dense:
+                for j in range(n_pre):
+                    pre_c = pre[j] * dt
+                    for i in range(n_post):
+                        delta[j, i] = _stdp_delta(wt[j, i], post_c[i], pre_c, xtr[j], ytr[i],
+                                                  c_plus, c_minus, w_min, w_max, soft)
+            else:
+                for q in range(n_act):  # columns of the active inputs
+                    j = active[q]
+                    pre_c = pre[j] * dt
+                    x = xtr[j]
+                    for i in range(n_post):
+                        delta[j, i] = _stdp_delta(wt[j, i], post_c[i], pre_c, x, ytr[i],
+                                                  c_plus, c_minus, w_min, w_max, soft)
+                    tcol[j] = 1
+                for q in range(n_spk):  # rows of the spiking neurons
+                    i = spiked[q]
+                    for j in range(n_pre):
+                        delta[j, i] = _stdp_delta(wt[j, i], post_c[i], pre[j] * dt, xtr[j], ytr[i],
+                                                  c_plus, c_minus, w_min, w_max, soft)
+                    trow[i] = 1
+            for j in range(n_pre):
+                xtr[j] = xtr[j] + pre[j] * dt
+            for i in range(n_post):
+                ytr[i] = ytr[i] + post_c[i]
+
+        # --- 7. neuron-to-neuron connections (W @ out) and their synapses
+        for c in range(n_conn):
+            if c_kind[c] != PRE_NEURONS:
+                continue
+            i0, i1 = c_idx_off[c], c_idx_off[c + 1]
+            m = i1 - i0
+            base = c_w_off[c]
+            for i in range(n_post):
+                weighted[c, i] = 0.0
+            if n_spk:
+                for jj in range(m):
+                    x = out[c_idx[i0 + jj]]
+                    if x != 0.0:
+                        for i in range(n_post):
+                            weighted[c, i] += c_w[base + i * m + jj] * x
+            a_c, b_c = c_ab[c, 0], c_ab[c, 1]
+            for i in range(n_post):
+                syn[c, i] = syn[c, i] * a_c + b_c * weighted[c, i]
+
+        # --- 8. probes (filter state before this step's update), then the filters advance
+        for q in range(n_u):
+            x = s[u_idx[q]]
+            if u_syn:
+                u_out[t, q] = fu[q]
+                fu[q] = fu[q] * a_u + b_u * x
+            else:
+                u_out[t, q] = x
+        for i in range(n_post):
+            if a_syn:
+                a_out[t, i] = fa[i]
+                fa[i] = fa[i] * a_a + b_a * out[i]
+            else:
+                a_out[t, i] = out[i]
+            counts[t, i] = 0
+        for q in range(n_spk):
+            counts[t, spiked[q]] = spike_n
+
+    ist[S_HEAD] = head
+    ist[S_DENSE] = 1 if dense else 0
