@@ -180,3 +180,25 @@ def test_wrong_event_rows_are_refused():
     runner = open_runner("fast", net, block_steps=360)
     with pytest.raises(NetworkError, match="events of shape"):
         runner.run(np.zeros((3, 10)))
+
+
+def test_activity_bins_equal_the_add_at_definition(mitdb):
+    """analysis._accumulate_bins (reduceat, for speed) adds exactly what np.add.at did, chunk by chunk."""
+    from spikewatch.analysis import _accumulate_bins
+
+    cfg = load_config("ecg")
+    sfreq, ev = _events(mitdb / "106", 30.0, cfg)
+    per_ch = ev[0::2] + ev[1::2]
+    bin_len = 36
+    n_bins = -(-per_ch.shape[1] // bin_len)
+    want = np.zeros((2, n_bins), np.int32)
+    np.add.at(want.T, np.arange(per_ch.shape[1]) // bin_len, per_ch.T.astype(np.int32))
+    for cuts in ([0, per_ch.shape[1]], [0, 1, 35, 36, 1000, 1001, 5000, per_ch.shape[1]]):
+        got = np.zeros_like(want)
+        for a, b in zip(cuts[:-1], cuts[1:]):
+            _accumulate_bins(got, per_ch[:, a:b], a, bin_len)
+        np.testing.assert_array_equal(got, want)
+    spikes = np.random.default_rng(0).integers(0, 2, size=(per_ch.shape[1], 24)).astype(np.int16)
+    got = np.zeros((24, n_bins), np.int32)
+    _accumulate_bins(got, spikes.T, 0, bin_len)
+    np.testing.assert_array_equal(got, np.add.reduceat(spikes.T.astype(np.int64), np.arange(0, spikes.shape[0], bin_len), axis=1))

@@ -69,8 +69,13 @@ class AnalysisResult:
 
 def _accumulate_bins(acc: np.ndarray, counts: np.ndarray, i0: int, bin_len: int) -> None:
     """Add per-step ``counts`` (rows x steps, starting at step ``i0``) into ``acc`` bins."""
-    idx = (i0 + np.arange(counts.shape[1])) // bin_len
-    np.add.at(acc.T, idx, counts.T.astype(acc.dtype))
+    n = counts.shape[1]
+    if n == 0:
+        return
+    first, last = i0 // bin_len, (i0 + n - 1) // bin_len
+    starts = np.arange(first, last + 1) * bin_len - i0  # chunk-relative start of each bin
+    starts[0] = 0
+    acc[:, first:last + 1] += np.add.reduceat(counts, starts, axis=1, dtype=acc.dtype)
 
 
 def _span(rec, start: float | None, stop: float | None) -> tuple[int, int]:
