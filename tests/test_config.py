@@ -299,11 +299,13 @@ _CANDIDATES = [1, 2.5, 0.25, 3, 7.0, "eeg", "mV", "V", "hard", "soft", ["A"], [6
                [0.0, 0.1], [-0.2, 0.3], True, False, None]
 
 
-def _alternative(dump: dict, dotted: str):
+def _alternative(dump: dict, dotted: str, field=None):
     """A valid value for ``dotted`` different from its current one, or raise LookupError."""
     parts = dotted.split(".")
     current = dump[parts[0]] if len(parts) == 1 else dump[parts[0]][parts[1]]
     extra = []
+    if field is not None and typing.get_origin(field.annotation) is typing.Literal:
+        extra = list(typing.get_args(field.annotation))  # the literal's own options
     if isinstance(current, bool):
         extra = [not current]
     elif isinstance(current, (int, float)):
@@ -335,7 +337,7 @@ def test_digest_changes_with_every_value(base):
     unchanged, no_alternative = [], []
     for dotted, _, field in leaf_fields():
         try:
-            other = _alternative(dump, dotted)
+            other = _alternative(dump, dotted, field)
         except LookupError:
             if not _single_value_literal(field):
                 no_alternative.append(dotted)

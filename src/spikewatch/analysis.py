@@ -60,6 +60,10 @@ class AnalysisResult:
     weights_end: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     weight_change: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
+    #: what the backend reports about itself (Loihi: chip resources, quantisation, energy)
+    backend_report: dict = field(default_factory=dict)
+    #: provenance of the deployed bundle analysed with (empty when learning online)
+    model: dict = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -89,7 +93,7 @@ def _span(rec, start: float | None, stop: float | None) -> tuple[int, int]:
 
 
 def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None = None,
-            progress=None) -> AnalysisResult:
+            progress=None, bundle=None) -> AnalysisResult:
     """Run the whole detector over a recording (or a span of it).
 
     Parameters
@@ -102,6 +106,9 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
         Span to analyse, in seconds from the recording start.
     progress : callable, optional
         ``progress(done_s, total_s)`` called after each chunk.
+    bundle : spikewatch.bundle.Bundle, optional
+        A deployed network: its frozen weights, delta and weight scale are used
+        instead of online STDP and calibration (learning off).
 
     Returns
     -------
@@ -123,17 +130,26 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
         timings["read"] += time.perf_counter() - t
         return x
 
-    # --- calibrate delta on the first calibration_s of filtered signal
-    cal_end = min(s1, s0 + max(int(round(cfg.encoding.calibration_s * sfreq)), 1))
-    t = time.perf_counter()
-    cal = CausalFilter(cfg.preprocessing, sfreq, n_ch)(read(s0, cal_end))
-    encoder = DeltaEncoder.calibrate(cal, cfg.encoding.delta_factor)
-    n_taps = len({int(round(d * sfreq)) for d in cfg.network.delays_s})
-    scale = weight_scale_for(DeltaEncoder(encoder.delta).encode(cal), sfreq, n_taps)
-    timings["encode"] += time.perf_counter() - t
+    stdp, weights = cfg.stdp, None
+    if bundle is not None:  # frozen deployed network: no calibration, no learning
+        bundle.check_recording(str(rec.path), [rec.ch_names[p] if isinstance(p, int) else p for p in picks],
+                               sfreq)
+        bundle.check_config(cfg)
+        encoder = DeltaEncoder(bundle.delta.copy())
+        scale, weights = bundle.weight_scale, bundle.weights
+        stdp = cfg.stdp.model_copy(update={"enabled": False})
+    else:
+        # --- calibrate delta on the first calibration_s of filtered signal
+        cal_end = min(s1, s0 + max(int(round(cfg.encoding.calibration_s * sfreq)), 1))
+        t = time.perf_counter()
+        cal = CausalFilter(cfg.preprocessing, sfreq, n_ch)(read(s0, cal_end))
+        encoder = DeltaEncoder.calibrate(cal, cfg.encoding.delta_factor)
+        n_taps = len({int(round(d * sfreq)) for d in cfg.network.delays_s})
+        scale = weight_scale_for(DeltaEncoder(encoder.delta).encode(cal), sfreq, n_taps)
+        timings["encode"] += time.perf_counter() - t
 
     filt = CausalFilter(cfg.preprocessing, sfreq, n_ch)
-    net = DetectorNetwork(n_ch, sfreq, cfg.network, cfg.stdp, seed=cfg.seed, weight_scale=scale)
+    net = DetectorNetwork(n_ch, sfreq, cfg.network, stdp, seed=cfg.seed, weight_scale=scale, weights=weights)
     is_ecg = rec.modality == "ecg"
     rstream = RPeakStream(sfreq) if is_ecg else None
     n_total = s1 - s0
@@ -150,7 +166,7 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
     weight_change = []
 
     t = time.perf_counter()
-    runner = open_runner(cfg.backend.name, net, block_steps=max(int(round(sfreq)), 1))
+    runner = open_runner(cfg.backend.name, net, block_steps=max(int(round(sfreq)), 1), backend=cfg.backend)
     timings["network"] += time.perf_counter() - t
     w_start = runner.weights()
     try:
@@ -217,7 +233,7 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
         score=score, events=[], neuron_spikes=neuron_spikes,
         weights_start=w_start, weights_end=w_end, weight_change=weight_change,
         neuron_activity=neuron_activity, input_activity=activity, weight_snapshots=snapshots,
-        weight_scale=scale,
+        weight_scale=scale, model=bundle.summary() if bundle is not None else {},
     )
     if is_ecg:
         rp = rstream.result()
@@ -233,6 +249,8 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
     for e in result.events:  # events are reported relative to the recording start
         e.onset = round(e.onset + result.start_s, 4)
     timings["detect"] += time.perf_counter() - t
+    if hasattr(runner, "report"):  # e.g. Loihi: chip resources, quantisation, energy per beat
+        result.backend_report = runner.report(n_beats=len(result.rpeaks) if is_ecg else None)
     timings["total"] = time.perf_counter() - t_all
     result.timings = {k: round(v, 4) for k, v in timings.items()}
     if not np.all(np.isfinite(score)):

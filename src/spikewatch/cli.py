@@ -99,6 +99,12 @@ def analyze(
     no_html: bool = typer.Option(False, "--no-html", help="Do not write report.html."),
     include_phi: bool = typer.Option(False, "--include-phi",
                                      help="Copy patient-identifying header fields (name, birth date, ...) into the outputs."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Simulator: nengo (reference) or loihi "
+                                          "(nengo-loihi; needs --model, learning is off on the chip)."),
+    model: Optional[Path] = typer.Option(None, "--model", help="Deployed bundle (spikewatch deploy): frozen "
+                                         "weights, delta and weight scale; its config is the default config."),
+    target: Optional[str] = typer.Option(None, "--target", help="Loihi target: auto, sim (emulator) or loihi (board)."),
+    resources: bool = typer.Option(False, "--resources", help="Print the Loihi chip resources and energy estimate."),
 ):
     """Analyse a recording and write its report folder (events, summary, report.html, EDF+ copy)."""
     from spikewatch.jobs import resolve_job, run_job
@@ -106,7 +112,8 @@ def analyze(
     chans = [c.strip() for c in channels.split(",")] if channels else None
     over = dict(io__sfreq=sfreq, io__modality=modality, io__channels=chans, seed=seed,
                 stdp__enabled=False if no_learning else None,
-                report__html=False if no_html else None, report__include_phi=True if include_phi else None)
+                report__html=False if no_html else None, report__include_phi=True if include_phi else None,
+                backend__name=backend, backend__model=str(model) if model else None, backend__target=target)
     rec, cfg = resolve_job(path, config, **over)
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                   TextColumn("{task.fields[done]:.0f}/{task.total:.0f} s"), TimeRemainingColumn(),
@@ -120,6 +127,74 @@ def analyze(
     kind = f"{job.n_beats} beats, " if job.n_beats is not None else ""
     out.print(f"{job.record_id}: {job.duration_s:.1f} s analysed, {kind}{job.n_events} events "
               f"({job.duration_s / max(job.seconds, 1e-9):.0f}x real time) -> {job.folder}")
+    if resources:
+        import json
+
+        report = json.loads((job.folder / "summary.json").read_text(encoding="utf-8")).get("backend_report")
+        if report and "resources" in report:
+            _print_chip(report, f"Loihi ({report['target']}) resources for {job.record_id}")
+        else:
+            err.print("spikewatch: --resources: only the loihi backend reports chip resources", markup=False)
+
+
+def _print_chip(report: dict, title: str) -> None:
+    """Print a Loihi runner report: resources, traffic, quantisation, energy estimate."""
+    from spikewatch.loihi_report import resource_rows
+
+    t = Table(title=title, show_header=False)
+    for label, value in resource_rows(report):
+        t.add_row(label, value)
+    e = report.get("energy")
+    if e and e["per_hour"]["energy_J"]:
+        per_beat = f", {e['energy_per_beat_J'] * 1e9:.0f} nJ per beat" if e.get("energy_per_beat_J") else ""
+        t.add_row("energy (estimate)", f"{e['per_hour']['energy_J'] * 1e3:.2f} mJ per hour of signal{per_beat} "
+                                       f"(Davies et al. 2018 per-op figures; not a measurement)")
+        t.add_row("host CPU (emulator)", f"{e['host_cpu_s_per_hour_emulated']:.0f} s per hour of signal")
+    out.print(t)
+
+
+@app.command()
+def deploy(
+    path: Path = typer.Argument(..., help="Training recording."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write (replaced if it is a bundle)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; default configs/<modality>.yaml."),
+    start: Optional[float] = typer.Option(None, help="Start of the training span (s); default backend.train_start_s."),
+    stop: Optional[float] = typer.Option(None, help="End of the training span (s); default backend.train_stop_s."),
+    seed: Optional[int] = typer.Option(None, help="Seed (initial weights, simulator)."),
+    sfreq: Optional[float] = typer.Option(None, help="Sampling rate for header-less segments (Hz)."),
+    modality: Optional[str] = typer.Option(None, help="Override the inferred modality: ecg or eeg."),
+    channels: Optional[str] = typer.Option(None, help="Comma-separated channels to learn from."),
+    kind: str = typer.Option("detector", "--kind", help="What the network is for, e.g. detector or baseline."),
+    count_bits: Optional[int] = typer.Option(None, "--count-bits", help="Loihi input axons per input line."),
+):
+    """Learn with STDP on the reference backend, freeze the weights and write a deployable bundle.
+
+    Prints the Loihi chip resources the frozen network needs.
+    """
+    from spikewatch.bundle import learn_bundle, save_bundle
+    from spikewatch.jobs import resolve_job
+    from spikewatch.loihi_report import chip_report
+
+    chans = [c.strip() for c in channels.split(",")] if channels else None
+    over = dict(io__sfreq=sfreq, io__modality=modality, io__channels=chans, seed=seed,
+                backend__count_bits=count_bits, backend__train_start_s=start, backend__train_stop_s=stop)
+    rec, cfg = resolve_job(path, config, **over)
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.fields[done]:.0f}/{task.total:.0f} s"), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as prog:
+        task = prog.add_task(f"learning {rec.record_id}", total=None, done=0)
+
+        def progress(done, total):
+            prog.update(task, completed=done, total=total, done=done)
+
+        bundle, result = learn_bundle(rec, cfg, kind=kind, progress=progress)
+    report = chip_report(bundle)
+    bundle.manifest["loihi"] = {k: report[k] for k in ("resources", "quantisation", "mapping_notes")}
+    folder = save_bundle(bundle, out_dir)
+    tr = bundle.training
+    out.print(f"{rec.record_id}: learned on {tr['start_s']:.1f}-{tr['stop_s']:.1f} s "
+              f"(mean |dw| {tr['mean_abs_dw']:.3g}) -> {folder}")
+    _print_chip(report, f"Loihi resources of the frozen network ({report['target']} build)")
 
 
 @app.command()

@@ -148,9 +148,25 @@ class PipelineConfig(_Section):
 class BackendConfig(_Section):
     """Which simulator runs the network."""
 
-    name: Literal["nengo", "fast"] = Field(
-        "nengo", description="Simulator backend: 'nengo' (reference nengo.Simulator) or 'fast' (the same Nengo "
+    name: Literal["nengo", "loihi", "fast"] = Field(
+        "nengo", description="Simulator backend: 'nengo' (reference nengo.Simulator, STDP online) or 'loihi' "
+        "(nengo-loihi; frozen weights from a deployed bundle, see backend.model), or 'fast' (the same Nengo "
         "model in a compiled numba loop; same spikes, weights and scores as 'nengo').")
+    target: Literal["auto", "sim", "loihi"] = Field(
+        "auto", description="Loihi backend: 'sim' = nengo-loihi's chip emulator, 'loihi' = a board through Intel's "
+        "NxSDK, 'auto' = the board if NxSDK is installed, else the emulator.")
+    count_bits: int = Field(
+        4, ge=1, le=8, description="Loihi backend: input axons per input line. An axon carries one spike per step, "
+        "so a step's event count is sent as its binary digits; counts above 2**count_bits - 1 are clipped "
+        "(and counted in summary.json).")
+    model: str | None = Field(
+        None, description="Deployed bundle (folder written by 'spikewatch deploy') to analyse with: its frozen "
+        "weights, delta and weight scale replace online learning and calibration. null = learn online.")
+    train_start_s: float | None = Field(
+        None, ge=0, description="spikewatch deploy: start of the training span (s from the recording start); "
+        "null = the start.")
+    train_stop_s: float | None = Field(
+        None, gt=0, description="spikewatch deploy: end of the training span (s); null = the end of the recording.")
 
 
 class Config(_Section):

@@ -48,11 +48,20 @@ def resolve_job(path: str | Path, config: str | Path | None = None, **overrides:
         YAML config; default ``configs/<modality>.yaml`` of the recording.
     **overrides
         Dotted overrides with ``__`` (``stdp__enabled=False``); None is ignored.
+        With ``backend__model`` (a deployed bundle) and no ``config``, the
+        bundle's own config is the base, and learning is off.
 
     Returns
     -------
     (Recording, Config)
     """
+    model = overrides.get("backend__model")
+    if model is not None:
+        from spikewatch.bundle import CONFIG, load_bundle
+
+        bundle = load_bundle(model)  # validated here, so a bad bundle fails before reading
+        overrides = {**overrides, "backend__model": str(bundle.path), "stdp__enabled": False}
+        config = bundle.path / CONFIG if config is None else config
     if config is not None:
         cfg = load_config(config, **overrides)
         return read_with(path, cfg), cfg
@@ -84,7 +93,13 @@ def run_job(rec, cfg: Config, out: str | Path, *, start: float | None = None, st
     from spikewatch.analysis import analyze
     from spikewatch.report import write_outputs
 
-    result = analyze(rec, cfg, start=start, stop=stop, progress=progress)
+    bundle = None
+    if cfg.backend.model:  # a deployed network: frozen weights, its delta and weight scale
+        from spikewatch.bundle import load_bundle
+
+        bundle = load_bundle(cfg.backend.model)
+        cfg = cfg.model_copy(update={"stdp": cfg.stdp.model_copy(update={"enabled": False})})
+    result = analyze(rec, cfg, start=start, stop=stop, progress=progress, bundle=bundle)
     folder = write_outputs(result, rec, cfg, out)
     return JobOutcome(
         record_id=result.record_id, folder=folder, n_events=len(result.events),

@@ -267,6 +267,8 @@ def summary_dict(result: AnalysisResult, rec, cfg: Config, input_sha: str, per_f
                                      if k != "total" and v > 0},
         "seed": cfg.seed,
         "backend": cfg.backend.name,
+        "backend_report": result.backend_report or None,  # Loihi: chip resources, quantisation, energy
+        "model": result.model or None,  # the deployed bundle analysed with, if any
         "config": cfg.model_dump(mode="json"),
         "config_sha256": cfg.digest(),
         "versions": versions(),
