@@ -110,9 +110,12 @@ def overview_figure(result: AnalysisResult, cfg: Config) -> Figure:
     end = result.start_s + result.duration_s
     warm = min(result.start_s + cfg.detection.warmup_s, end)
     for a in (a1, a2):
-        a.axvspan(result.start_s, warm, color="0.85", lw=0, label="warm-up (no events)")
+        a.axvspan(result.start_s, warm, color="0.85", lw=0, label="warm-up (no events)" if a is a2 else None)
         _shade_events(a, result.events)
     times, z, kind = _detection_series(result, cfg)
+    item_score = result.beat_score if result.modality == "ecg" else result.window_score
+    a1.plot(times[:len(item_score)], item_score, ".", ms=2.5, color="tab:orange", label=f"{kind} score")
+    a1.legend(loc="upper right", fontsize=7, frameon=False)
     thr = cfg.detection.z_threshold
     flagged = z >= thr
     a2.plot(times[~flagged], z[~flagged], ".", ms=2.5, color="tab:blue", label=f"{kind} z")
@@ -406,8 +409,8 @@ def build_html(result: AnalysisResult, rec, cfg: Config, summary: dict, scratch:
 
     rep.add_figure(
         overview_figure(result, cfg), title="Anomaly score over time", section="Overview",
-        caption=(f"Top: the network's anomaly score (input the learned patterns do not explain), max-pooled. "
-                 f"Bottom: robust z-score of each {kind}'s score against the previous "
+        caption=(f"Top: the network's anomaly score (input the learned patterns do not explain), max-pooled, "
+                 f"and each {kind}'s score (orange). Bottom: robust z-score of each {kind}'s score against the previous "
                  f"{cfg.detection.baseline_s:g} s; {kind}s at or above z = {thr:g} are flagged and merged "
                  f"into events (red spans). Grey: warm-up ({cfg.detection.warmup_s:g} s) while the network "
                  f"first learns the recording, when no event is reported."))
