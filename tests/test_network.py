@@ -23,7 +23,7 @@ def ecg_events(mitdb):
 
 
 def _run(cfg, sfreq, events, seed=0, chunks=(None,)):
-    scale = weight_scale_for(events, sfreq, len(cfg.network.delays_s))
+    scale = weight_scale_for(events, sfreq, cfg.network)
     net = DetectorNetwork(events.shape[0] // 2, sfreq, cfg.network, cfg.stdp, seed=seed, weight_scale=scale)
     runner = open_runner("nengo", net, block_steps=360)
     w0 = runner.weights()
@@ -43,7 +43,7 @@ def test_stdp_changes_weights_and_stays_in_bounds(ecg_events):
     score, counts, w0, w1 = _run(cfg, sfreq, ev)
     assert counts.sum() > 0, "feature neurons never fired"
     assert np.mean(np.abs(w1 - w0)) > 1e-5
-    scale = weight_scale_for(ev, sfreq, len(cfg.network.delays_s))
+    scale = weight_scale_for(ev, sfreq, cfg.network)
     assert w1.min() >= cfg.stdp.w_min * scale - 1e-12 and w1.max() <= cfg.stdp.w_max * scale + 1e-12
     assert np.all(np.isfinite(score)) and score.max() > 0
 
@@ -74,7 +74,7 @@ def test_chunked_run_equals_whole_run(ecg_events):
 
 
 def test_event_feed_delays():
-    feed = EventFeed(2, [0, 2], dt=0.5)
+    feed = EventFeed([(2, [0, 2])], dt=0.5)
     feed.push(np.array([[1, 0, 0, 0], [0, 3, 0, 0]]))
     rows = np.array([feed.step(0) for _ in range(4)]) * 0.5
     # taps: (delay 0: ch0, ch1), (delay 2: ch0, ch1)

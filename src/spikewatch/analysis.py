@@ -24,6 +24,7 @@ from spikewatch.snn.encoding import DeltaEncoder
 from spikewatch.snn.network import DetectorNetwork, weight_scale_for
 
 ACTIVITY_BIN_S = 0.1  # resolution of the per-channel input activity kept for events
+LOOKAHEAD_S = 2.0  # signal read past each chunk so R-peaks near its end are found in time
 
 
 @dataclass
@@ -144,8 +145,10 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
         t = time.perf_counter()
         cal = CausalFilter(cfg.preprocessing, sfreq, n_ch)(read(s0, cal_end))
         encoder = DeltaEncoder.calibrate(cal, cfg.encoding.delta_factor)
-        n_taps = len({int(round(d * sfreq)) for d in cfg.network.delays_s})
-        scale = weight_scale_for(DeltaEncoder(encoder.delta).encode(cal), sfreq, n_taps)
+        cal_beats = None
+        if rec.modality == "ecg" and cfg.network.rhythm_delays_s:
+            cal_beats = RPeakStream(sfreq).push(cal[0], 0)
+        scale = weight_scale_for(DeltaEncoder(encoder.delta).encode(cal), sfreq, cfg.network, cal_beats)
         timings["encode"] += time.perf_counter() - t
 
     filt = CausalFilter(cfg.preprocessing, sfreq, n_ch)
@@ -169,13 +172,26 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
     runner = open_runner(cfg.backend.name, net, block_steps=max(int(round(sfreq)), 1), backend=cfg.backend)
     timings["network"] += time.perf_counter() - t
     w_start = runner.weights()
+    look = int(round(LOOKAHEAD_S * sfreq)) if is_ecg else 0
+    gate_lag = int(round(cfg.network.gate_delay_s * sfreq))
+    clock = max(int(round(cfg.detection.window_s * sfreq)), 1)
+    pending_gates = np.zeros(0, np.int64)  # gate steps (span-relative) not yet fed
     try:
         for a in range(s0, s1, chunk):
             b = min(a + chunk, s1)
-            x = read(a, b)
+            xl = read(a, min(b + look, s1))
+            x = xl[:, : b - a]
             t = time.perf_counter()
             y = filt(x)
+            y_look = filt.copy()(xl[:, b - a:]) if xl.shape[1] > b - a else None
             timings["filter"] += time.perf_counter() - t
+            i0 = a - s0
+
+            beats = np.zeros(0, np.int64)
+            if rstream is not None:  # beats first: they drive the gate and rhythm inputs
+                t = time.perf_counter()
+                beats = rstream.push(y[0], i0, None if y_look is None else y_look[0]) - i0
+                timings["detect"] += time.perf_counter() - t
 
             t = time.perf_counter()
             prev = np.zeros(n_ch) if encoder.level is None else encoder.level.copy()
@@ -187,12 +203,28 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
             err_pow += ((y - rec_sig) ** 2).sum(axis=1)
             per_ch = ev[0::2] + ev[1::2]
             ev_count += per_ch.sum(axis=1)
-            i0 = a - s0
             _accumulate_bins(activity, per_ch, i0, bin_len)
+            rows = [ev]
+            if net.rhythm_steps:
+                rhythm = np.zeros((1, b - a), np.int32)
+                np.add.at(rhythm[0], beats, cfg.network.rhythm_count)
+                rows.append(rhythm)
+            if net.gated:
+                if is_ecg:
+                    pending_gates = np.concatenate([pending_gates, beats + i0 + gate_lag])
+                else:  # EEG: a clock gate at the end of every score window
+                    first = -(-(i0 + 1) // clock) * clock - 1
+                    pending_gates = np.concatenate([pending_gates, np.arange(first, i0 + (b - a), clock)])
+                now = pending_gates[(pending_gates >= i0) & (pending_gates < i0 + (b - a))] - i0
+                pending_gates = pending_gates[pending_gates >= i0 + (b - a)]
+                gate = np.zeros((1, b - a), np.int32)
+                np.add.at(gate[0], now, 1)
+                rows.append(gate)
+            ev_in = np.vstack(rows) if len(rows) > 1 else ev
             timings["encode"] += time.perf_counter() - t
 
             t = time.perf_counter()
-            sc, spikes = runner.run(ev)
+            sc, spikes = runner.run(ev_in)
             score[i0:i0 + (b - a)] = sc
             neuron_spikes += spikes.sum(axis=0)
             _accumulate_bins(neuron_activity, spikes.T, i0, bin_len)
@@ -201,10 +233,6 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
             snapshots.append(((b - s0) / sfreq, w_now))
             timings["network"] += time.perf_counter() - t
 
-            if rstream is not None:
-                t = time.perf_counter()
-                rstream.push(y[0], i0, last=(b == s1))
-                timings["detect"] += time.perf_counter() - t
             if progress is not None:
                 progress((b - s0) / sfreq, n_total / sfreq)
         w_end = runner.weights()
@@ -238,9 +266,9 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
     if is_ecg:
         rp = rstream.result()
         result.rpeaks = rp
-        result.beat_score = beat_scores(score, rp, sfreq, det.beat_window_s)
+        result.beat_score = beat_scores(score, rp, sfreq, det.beat_window_s, det.beat_stat)
         result.beat_z = robust_z(result.beat_score, rp / sfreq, det.baseline_s)
-        result.events = make_events(rp / sfreq, result.beat_z, det.beat_window_s, det, channels_for)
+        result.events = make_events(rp / sfreq, result.beat_z, det.event_span_s, det, channels_for)
     else:
         on, ws = window_scores(score, sfreq, det.window_s)
         result.window_onsets, result.window_score = on, ws

@@ -64,6 +64,24 @@ class NetworkConfig(_Section):
     inhibition: float = Field(0.05, ge=0, description="Lateral inhibition weight between feature neurons.")
     w_init: float = Field(0.3, gt=0, description="Initial weights are uniform in [0, w_init] x w_max.")
     score_tau_s: float = Field(0.02, gt=0, description="Filter time constant for the activity used by the score (s).")
+    score: Literal["unexplained", "mismatch"] = Field(
+        "unexplained",
+        description="Score per step: 'mismatch' = 1 - cos(weights of the winning neuron, input); "
+        "'unexplained' = input size x (1 - activity-weighted cosine).",
+    )
+    gate_weight: float = Field(
+        0.0, ge=0,
+        description="Strength of the gate train onto every feature neuron (0 = no gate). ECG: one gate "
+        "per detected beat, gate_delay_s after its R-peak; EEG: one every detection.window_s.",
+    )
+    gate_delay_s: float = Field(0.1, ge=0, description="Gate time after each R-peak (s): the input taps then hold the beat.")
+    gate_synapse_s: float = Field(0.005, gt=0, description="Synapse time constant of the gate (s).")
+    rhythm_delays_s: list[float] = Field(
+        default_factory=list,
+        description="ECG: delay taps (s) of the beat train (one spike burst per R-peak), giving the "
+        "network the preceding RR intervals; empty = no rhythm input.",
+    )
+    rhythm_count: int = Field(4, ge=1, le=64, description="Spikes in the beat train per R-peak.")
 
 
 class STDPConfig(_Section):
@@ -99,13 +117,20 @@ class DetectionConfig(_Section):
     beat_window_s: list[float] = Field(
         default_factory=lambda: [-0.1, 0.15], description="Window around each R-peak scored as that beat (s)."
     )
+    beat_stat: Literal["max", "min", "mean"] = Field(
+        "max", description="How the per-step score in a beat window becomes the beat score."
+    )
+    event_span_s: list[float] = Field(
+        default_factory=lambda: [-0.1, 0.15], description="Span of an event around a flagged R-peak (s)."
+    )
     merge_gap_s: float = Field(0.5, ge=0, description="Flagged spans closer than this are merged (s).")
 
     @model_validator(mode="after")
     def _window_pair(self):
-        w = self.beat_window_s
-        if len(w) != 2 or not w[0] < w[1]:
-            raise ValueError(f"beat_window_s must be [start, end] with start < end, got {w}")
+        for name in ("beat_window_s", "event_span_s"):
+            w = getattr(self, name)
+            if len(w) != 2 or not w[0] < w[1]:
+                raise ValueError(f"{name} must be [start, end] with start < end, got {w}")
         return self
     min_duration_s: float = Field(0.0, ge=0, description="Events shorter than this are dropped (s).")
     warmup_s: float = Field(30.0, ge=0, description="No events before this time (network still learning).")

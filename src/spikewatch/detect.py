@@ -31,50 +31,71 @@ class Event:
 
 
 class RPeakStream:
-    """Chunked R-peak detection with overlap, giving each peak once.
+    """Chunked R-peak detection giving each peak once, as soon as its chunk is read.
+
+    Each call sees the end of the previous chunk (``overlap_s``), the chunk, and
+    a look-ahead past its end, and returns the peaks inside the chunk; so a
+    peak near a border is detected whole and the network can use the beats of
+    a chunk while it processes that chunk.
 
     Parameters
     ----------
     sfreq : float
         Sampling rate (Hz).
     overlap_s : float
-        Signal kept from the previous chunk, so peaks near borders are seen whole.
+        Signal kept from the previous chunk.
     """
 
     def __init__(self, sfreq: float, overlap_s: float = 3.0):
         self.sfreq = sfreq
         self.overlap = int(round(overlap_s * sfreq))
-        self.margin = int(round(1.0 * sfreq))
         self._tail = np.zeros(0)
-        self._tail_start = 0
         self._kept_until = 0
         self.peaks: list[np.ndarray] = []
 
-    def push(self, x: np.ndarray, start: int, last: bool = False) -> None:
-        """Add the next chunk of one filtered ECG lead starting at sample ``start``."""
+    def push(self, x: np.ndarray, start: int, lookahead: np.ndarray | None = None) -> np.ndarray:
+        """Detect the peaks of the chunk ``x`` (one filtered lead) starting at sample ``start``.
+
+        Parameters
+        ----------
+        x : ndarray, shape (n_times,)
+            The chunk.
+        start : int
+            Its first sample.
+        lookahead : ndarray, optional
+            Signal after the chunk (filtered in continuation), not consumed.
+
+        Returns
+        -------
+        ndarray of int64
+            Peaks in ``[start, start + len(x))`` not returned before.
+        """
         from neurokit2.ecg.ecg_findpeaks import ecg_findpeaks  # heavy import, only for ECG
 
-        seg = np.concatenate([self._tail, x])
+        look = np.zeros(0) if lookahead is None else np.asarray(lookahead, float)
+        seg = np.concatenate([self._tail, x, look])
         seg_start = start - self._tail.shape[0]
         end = start + x.shape[0]
-        hi = end if last else end - self.margin
+        keep = np.zeros(0, np.int64)
         if seg.shape[0] >= int(self.sfreq):
             found = np.asarray(
                 ecg_findpeaks(seg, sampling_rate=int(round(self.sfreq)), method="neurokit")["ECG_R_Peaks"],
                 dtype=np.int64,
             ) + seg_start
-            keep = found[(found >= self._kept_until) & (found < hi)]
+            keep = found[(found >= self._kept_until) & (found < end)]
             self.peaks.append(keep)
-        self._kept_until = max(self._kept_until, hi)
-        self._tail = seg[-self.overlap:] if self.overlap else np.zeros(0)
+        self._kept_until = max(self._kept_until, end)
+        body = np.concatenate([self._tail, x])
+        self._tail = body[-self.overlap:] if self.overlap else np.zeros(0)
+        return keep
 
     def result(self) -> np.ndarray:
         """All R-peak sample indices, sorted and unique."""
         return np.unique(np.concatenate(self.peaks)) if self.peaks else np.zeros(0, np.int64)
 
 
-def beat_scores(score: np.ndarray, rpeaks: np.ndarray, sfreq: float, window_s) -> np.ndarray:
-    """Peak anomaly score within ``window_s`` around each R-peak.
+def beat_scores(score: np.ndarray, rpeaks: np.ndarray, sfreq: float, window_s, stat: str = "max") -> np.ndarray:
+    """Anomaly score of each beat: ``stat`` of the score within ``window_s`` of its R-peak.
 
     Parameters
     ----------
@@ -86,6 +107,8 @@ def beat_scores(score: np.ndarray, rpeaks: np.ndarray, sfreq: float, window_s) -
         Sampling rate (Hz).
     window_s : (float, float)
         Window relative to the R-peak (s).
+    stat : {"max", "min", "mean"}
+        Reduction over the window.
 
     Returns
     -------
@@ -93,10 +116,11 @@ def beat_scores(score: np.ndarray, rpeaks: np.ndarray, sfreq: float, window_s) -
     """
     lo = np.clip(rpeaks + int(round(window_s[0] * sfreq)), 0, len(score))
     hi = np.clip(rpeaks + int(round(window_s[1] * sfreq)) + 1, 0, len(score))
+    reduce = {"max": np.max, "min": np.min, "mean": np.mean}[stat]
     out = np.zeros(len(rpeaks))
     for i, (a, b) in enumerate(zip(lo, hi)):
         if b > a:
-            out[i] = score[a:b].max()
+            out[i] = reduce(score[a:b])
     return out
 
 

@@ -55,6 +55,13 @@ class CausalFilter:
         self.n_channels = n_channels
         self._zi = None
 
+    def copy(self) -> "CausalFilter":
+        """An independent filter in the same state (to look ahead without advancing)."""
+        other = object.__new__(CausalFilter)
+        other.sos, other.n_channels = self.sos, self.n_channels
+        other._zi = None if self._zi is None else self._zi.copy()
+        return other
+
     def __call__(self, x: np.ndarray) -> np.ndarray:
         """Filter the next chunk, shape ``(n_channels, n_times)``."""
         if self.sos is None or x.shape[1] == 0:

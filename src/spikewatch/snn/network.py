@@ -31,36 +31,49 @@ from spikewatch.snn.stdp import STDP
 
 
 class EventFeed:
-    """FIFO of event-count chunks consumed one step at a time by the source Node.
+    """FIFO of input chunks consumed one step at a time by the source Node.
+
+    Rows of a pushed chunk are split into *groups*, each seen at its own delay
+    taps (e.g. the UP/DOWN trains at QRS-scale lags, the beat train at
+    RR-scale lags). The Node output is, group after group and tap after tap,
+    ``rows[n - d] / dt``; if ``gate`` is set, the last row of every chunk is a
+    gate train appended undelayed as the final output element.
 
     Parameters
     ----------
-    n_inputs : int
-        Rows of each chunk (``2 * n_channels``).
-    delays : sequence of int
-        Delay taps in steps; the Node emits ``events[:, n - d]`` for each tap.
+    groups : list of (int, sequence of int)
+        ``(n_rows, delays_in_steps)`` per group, in row order.
     dt : float
         Simulator step (s).
+    gate : bool
+        Whether chunks carry a trailing gate row.
     """
 
-    def __init__(self, n_inputs: int, delays, dt: float):
-        self.n_inputs = n_inputs
-        self.delays = np.asarray(delays, dtype=int)
+    def __init__(self, groups, dt: float, gate: bool = False):
+        self.groups = [(int(n), np.asarray(sorted(set(int(x) for x in d)), dtype=int)) for n, d in groups]
         self.dt = dt
+        self.gate = gate
+        self.n_rows = sum(n for n, _ in self.groups) + int(gate)
         self._chunks: deque = deque()
         self._pos = 0
-        depth = int(self.delays.max()) + 1
-        self._hist = np.zeros((depth, n_inputs))  # ring buffer of past steps
+        depth = max(int(d.max()) for _, d in self.groups) + 1
+        self._hist = np.zeros((depth, self.n_rows))  # ring buffer of past steps
         self._head = 0
-        self.size_out = n_inputs * len(self.delays)
+        self._index = []  # (tap row indices into the ring, column slice) per group
+        r = 0
+        for n, d in self.groups:
+            self._index.append((d, slice(r, r + n)))
+            r += n
+        self.size_pre = sum(n * len(d) for n, d in self.groups)
+        self.size_out = self.size_pre + int(gate)
+        self._out = np.zeros(self.size_out)
 
-    def push(self, events: np.ndarray) -> None:
-        """Queue a chunk of event counts, shape ``(n_inputs, n_steps)``."""
-        self._chunks.append(np.ascontiguousarray(np.asarray(events, dtype=np.float64).T))
-
-    def pending(self) -> int:
-        """Steps queued and not yet consumed."""
-        return sum(len(c) for c in self._chunks) - self._pos
+    def push(self, rows: np.ndarray) -> None:
+        """Queue a chunk, shape ``(n_rows, n_steps)``."""
+        rows = np.asarray(rows, dtype=np.float64)
+        if rows.shape[0] != self.n_rows:
+            raise ValueError(f"expected {self.n_rows} input rows, got {rows.shape[0]}")
+        self._chunks.append(np.ascontiguousarray(rows.T))
 
     def step(self, t: float) -> np.ndarray:
         """Next output vector (called by the Node once per step)."""
@@ -73,8 +86,14 @@ class EventFeed:
         depth = self._hist.shape[0]
         self._head = (self._head + 1) % depth
         self._hist[self._head] = row
-        idx = (self._head - self.delays) % depth
-        return self._hist[idx].ravel() / self.dt
+        k = 0
+        for d, cols in self._index:
+            block = self._hist[(self._head - d) % depth, cols].ravel()
+            self._out[k:k + block.size] = block
+            k += block.size
+        if self.gate:
+            self._out[k] = row[-1]
+        return self._out / self.dt
 
 
 @dataclass
@@ -115,9 +134,13 @@ class DetectorNetwork:
     def __post_init__(self):
         self.dt = 1.0 / self.sfreq
         self.delay_steps = sorted({int(round(d * self.sfreq)) for d in self.net.delays_s})
-        n_in = 2 * self.n_channels
-        self.feed = EventFeed(n_in, self.delay_steps, self.dt)
-        self.n_pre = self.feed.size_out
+        self.rhythm_steps = sorted({int(round(d * self.sfreq)) for d in self.net.rhythm_delays_s})
+        groups = [(2 * self.n_channels, self.delay_steps)]
+        if self.rhythm_steps:
+            groups.append((1, self.rhythm_steps))
+        self.gated = self.net.gate_weight > 0
+        self.feed = EventFeed(groups, self.dt, gate=self.gated)
+        self.n_pre = self.feed.size_pre
         rng = np.random.default_rng(self.seed)
         if self.weights is None:
             hi = self.net.w_init * self.stdp.w_max * self.weight_scale
@@ -128,7 +151,8 @@ class DetectorNetwork:
                 raise ValueError(f"weights shape {w0.shape} != {(self.net.n_neurons, self.n_pre)}")
         self.initial_weights = w0.copy()
         with nengo.Network(label="spikewatch detector", seed=self.seed) as model:
-            self.source = nengo.Node(self.feed.step, size_out=self.n_pre, label="source")
+            self.source = nengo.Node(self.feed.step, size_out=self.feed.size_out, label="source")
+            pre = self.source[: self.n_pre] if self.gated else self.source
             self.features = nengo.Ensemble(
                 self.net.n_neurons, 1,
                 neuron_type=nengo.LIF(tau_rc=self.net.tau_rc, tau_ref=self.net.tau_ref),
@@ -144,7 +168,7 @@ class DetectorNetwork:
                     w_min=self.stdp.w_min * k, w_max=self.stdp.w_max * k, bounds=self.stdp.bounds,
                 )
             self.conn = nengo.Connection(
-                self.source, self.features.neurons, transform=w0,
+                pre, self.features.neurons, transform=w0,
                 synapse=nengo.Lowpass(self.net.synapse_s) if self.net.synapse_s > 0 else None,
                 learning_rule_type=rule, label="input",
             )
@@ -154,8 +178,16 @@ class DetectorNetwork:
                 transform=-self.net.inhibition * (np.ones((n, n)) - np.eye(n)),
                 synapse=nengo.Lowpass(0.005), label="lateral inhibition",
             )
+            if self.gated:
+                # the gate (beat or clock train) briefly excites every feature neuron:
+                # the best-matching one fires first and inhibits the others
+                self.gate = nengo.Connection(
+                    self.source[self.n_pre:], self.features.neurons,
+                    transform=np.full((n, 1), self.net.gate_weight),
+                    synapse=nengo.Lowpass(self.net.gate_synapse_s), label="gate",
+                )
             tau = self.net.score_tau_s
-            self.p_input = nengo.Probe(self.source, synapse=nengo.Lowpass(tau))
+            self.p_input = nengo.Probe(pre, synapse=nengo.Lowpass(tau))
             self.p_act = nengo.Probe(self.features.neurons, synapse=nengo.Lowpass(tau))
             self.p_spikes = nengo.Probe(self.features.neurons)
         self.model = model
@@ -170,7 +202,8 @@ class DetectorNetwork:
         return self.inhib.synapse.tau
 
 
-def weight_scale_for(events: np.ndarray, sfreq: float, n_taps: int) -> float:
+def weight_scale_for(events: np.ndarray, sfreq: float, net: NetworkConfig,
+                     beats: np.ndarray | None = None) -> float:
     """Simulator weight per config weight unit for calibration ``events``.
 
     Parameters
@@ -179,20 +212,28 @@ def weight_scale_for(events: np.ndarray, sfreq: float, n_taps: int) -> float:
         UP/DOWN counts of the calibration period.
     sfreq : float
         Sampling rate (Hz).
-    n_taps : int
-        Delay taps per input.
+    net : NetworkConfig
+        Gives the delay taps (and the rhythm input, if any).
+    beats : ndarray, optional
+        R-peaks found in the calibration period (for the rhythm input).
 
     Returns
     -------
     float
-        ``1 / R`` with ``R`` the total event rate over all inputs and taps (events/s).
+        ``1 / R`` with ``R`` the total input event rate over all inputs and
+        taps (events/s), so that weights of order 1 drive a neuron near threshold.
     """
-    rate = float(events.sum()) * sfreq / max(events.shape[1], 1) * n_taps
+    dur = max(events.shape[1], 1) / sfreq
+    taps = len({int(round(d * sfreq)) for d in net.delays_s})
+    rate = float(events.sum()) / dur * taps
+    if net.rhythm_delays_s and beats is not None:
+        rtaps = len({int(round(d * sfreq)) for d in net.rhythm_delays_s})
+        rate += len(beats) * net.rhythm_count / dur * rtaps
     return 1.0 / max(rate, 1.0)
 
 
-def anomaly_score(u: np.ndarray, a: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Unexplained input per step.
+def anomaly_score(u: np.ndarray, a: np.ndarray, w: np.ndarray, mode: str = "unexplained") -> np.ndarray:
+    """Anomaly score per step from the input, the network activity and the weights.
 
     Parameters
     ----------
@@ -202,18 +243,27 @@ def anomaly_score(u: np.ndarray, a: np.ndarray, w: np.ndarray) -> np.ndarray:
         Filtered feature-neuron activity.
     w : ndarray, shape (n_neurons, n_pre)
         Input weights.
+    mode : {"unexplained", "mismatch"}
+        ``"mismatch"``: ``1 - cos(W_k, u)`` with ``k`` the currently most
+        active neuron (the network's winner; 1 when no neuron is active): how
+        badly the pattern the network chose matches the input, whatever its
+        size. ``"unexplained"``: ``|u|_1 * (1 - match)`` with ``match`` the
+        activity-weighted cosine over all neurons: the amount of input the
+        learned patterns do not explain.
 
     Returns
     -------
     ndarray, shape (n_steps,)
-        ``|u|_1 * (1 - match)`` with ``match`` the activity-weighted cosine
-        between the input and each neuron's weights (see module docstring).
     """
     u = np.maximum(u, 0.0)
     wn = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
     un = np.linalg.norm(u, axis=1)
-    cos = (u @ wn.T) / np.maximum(un, 1e-12)[:, None]
     a = np.maximum(a, 0.0)
     total = a.sum(axis=1)
+    if mode == "mismatch":
+        k = np.argmax(a, axis=1)
+        cos = np.einsum("ij,ij->i", u, wn[k]) / np.maximum(un, 1e-12)
+        return np.where(total > 0, 1.0 - cos, 1.0)
+    cos = (u @ wn.T) / np.maximum(un, 1e-12)[:, None]
     match = np.where(total > 0, (a * cos).sum(axis=1) / np.maximum(total, 1e-12), 0.0)
     return u.sum(axis=1) * (1.0 - match)

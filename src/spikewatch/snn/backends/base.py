@@ -67,7 +67,7 @@ class Runner(ABC):
             if self.steps % self.block_steps == 0 or self._w_block is None:
                 self._w_block = self.weights()
             u, a, spikes = self._simulate(events[:, done:done + k])
-            score[done:done + k] = anomaly_score(u, a, self._w_block)
+            score[done:done + k] = anomaly_score(u, a, self._w_block, self.net.net.score)
             counts[done:done + k] = spikes
             done += k
             self.steps += k
