@@ -6,6 +6,7 @@ import pytest
 import wfdb
 
 from spikewatch.config import load_config
+from spikewatch.detect import RPeakStream
 from spikewatch.preprocess import CausalFilter
 from spikewatch.snn.backends import open_runner
 from spikewatch.snn.encoding import DeltaEncoder
@@ -19,12 +20,16 @@ def ecg_events(mitdb):
     cfg = load_config("ecg")
     y = CausalFilter(cfg.preprocessing, rec.fs, 2)(x)
     enc = DeltaEncoder.calibrate(y, cfg.encoding.delta_factor)
-    return cfg, float(rec.fs), enc.encode(y)
+    beats = RPeakStream(rec.fs).push(y[0], 0)
+    return cfg, float(rec.fs), (enc.encode(y), beats)
 
 
-def _run(cfg, sfreq, events, seed=0, chunks=(None,)):
-    scale = weight_scale_for(events, sfreq, cfg.network)
+def _run(cfg, sfreq, inputs, seed=0, chunks=(None,)):
+    events, beats = inputs
+    scale = weight_scale_for(events, sfreq, cfg.network, beats)
     net = DetectorNetwork(events.shape[0] // 2, sfreq, cfg.network, cfg.stdp, seed=seed, weight_scale=scale)
+    gates = beats + int(round(cfg.network.gate_delay_s * sfreq))
+    events = net.input_rows(events, beats, gates[gates < events.shape[1]])
     runner = open_runner("nengo", net, block_steps=360)
     w0 = runner.weights()
     scores, counts = [], 0
@@ -43,7 +48,7 @@ def test_stdp_changes_weights_and_stays_in_bounds(ecg_events):
     score, counts, w0, w1 = _run(cfg, sfreq, ev)
     assert counts.sum() > 0, "feature neurons never fired"
     assert np.mean(np.abs(w1 - w0)) > 1e-5
-    scale = weight_scale_for(ev, sfreq, cfg.network)
+    scale = weight_scale_for(ev[0], sfreq, cfg.network, ev[1])
     assert w1.min() >= cfg.stdp.w_min * scale - 1e-12 and w1.max() <= cfg.stdp.w_max * scale + 1e-12
     assert np.all(np.isfinite(score)) and score.max() > 0
 

@@ -204,11 +204,7 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
             per_ch = ev[0::2] + ev[1::2]
             ev_count += per_ch.sum(axis=1)
             _accumulate_bins(activity, per_ch, i0, bin_len)
-            rows = [ev]
-            if net.rhythm_steps:
-                rhythm = np.zeros((1, b - a), np.int32)
-                np.add.at(rhythm[0], beats, cfg.network.rhythm_count)
-                rows.append(rhythm)
+            now = np.zeros(0, np.int64)
             if net.gated:
                 if is_ecg:
                     pending_gates = np.concatenate([pending_gates, beats + i0 + gate_lag])
@@ -217,10 +213,7 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
                     pending_gates = np.concatenate([pending_gates, np.arange(first, i0 + (b - a), clock)])
                 now = pending_gates[(pending_gates >= i0) & (pending_gates < i0 + (b - a))] - i0
                 pending_gates = pending_gates[pending_gates >= i0 + (b - a)]
-                gate = np.zeros((1, b - a), np.int32)
-                np.add.at(gate[0], now, 1)
-                rows.append(gate)
-            ev_in = np.vstack(rows) if len(rows) > 1 else ev
+            ev_in = net.input_rows(ev, beats, now)
             timings["encode"] += time.perf_counter() - t
 
             t = time.perf_counter()

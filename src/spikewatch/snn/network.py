@@ -192,6 +192,34 @@ class DetectorNetwork:
             self.p_spikes = nengo.Probe(self.features.neurons)
         self.model = model
 
+    def input_rows(self, events: np.ndarray, beats=(), gates=()) -> np.ndarray:
+        """Stack a chunk's inputs in the order the source Node expects.
+
+        Parameters
+        ----------
+        events : ndarray, shape (2 * n_channels, n_steps)
+            UP/DOWN counts.
+        beats : sequence of int
+            Steps (within the chunk) of R-peaks, for the rhythm input.
+        gates : sequence of int
+            Steps (within the chunk) of gate spikes.
+
+        Returns
+        -------
+        ndarray of int32, shape (feed.n_rows, n_steps)
+        """
+        n = events.shape[1]
+        rows = [np.asarray(events, dtype=np.int32)]
+        if self.rhythm_steps:
+            rhythm = np.zeros((1, n), np.int32)
+            np.add.at(rhythm[0], np.asarray(beats, dtype=np.int64), self.net.rhythm_count)
+            rows.append(rhythm)
+        if self.gated:
+            gate = np.zeros((1, n), np.int32)
+            np.add.at(gate[0], np.asarray(gates, dtype=np.int64), 1)
+            rows.append(gate)
+        return np.vstack(rows) if len(rows) > 1 else rows[0]
+
     def simulator(self, **kwargs) -> nengo.Simulator:
         """A reference ``nengo.Simulator`` for this network."""
         return nengo.Simulator(self.model, dt=self.dt, seed=self.seed, progress_bar=False, **kwargs)
