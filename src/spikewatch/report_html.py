@@ -277,6 +277,9 @@ def weights_figure(result: AnalysisResult, cfg: Config) -> Figure:
     lim = max(float(np.max(np.abs(dw))), 1e-12)
     vmax = max(float(w0.max()), float(w1.max()), 1e-12)
     n_in = 2 * len(result.channels)
+    delays = sorted({int(round(d * result.sfreq)) for d in cfg.network.delays_s})
+    n_taps = len(delays)
+    n_rhythm = w0.shape[1] - n_taps * n_in
     for a, w, title, kw in ((ax[0, 0], w0, "weights at the start (random, seeded)", dict(cmap="magma", vmin=0, vmax=vmax)),
                             (ax[1, 0], w1, "weights at the end", dict(cmap="magma", vmin=0, vmax=vmax)),
                             (ax[2, 0], dw, "change (end − start)", dict(cmap="RdBu_r", vmin=-lim, vmax=lim))):
@@ -285,13 +288,16 @@ def weights_figure(result: AnalysisResult, cfg: Config) -> Figure:
         cb.set_label("weight (config units)", fontsize=7)
         a.set_title(title, fontsize=9, loc="left")
         a.set_ylabel("neuron")
-        for k in range(1, max(w.shape[1] // max(n_in, 1), 1)):
+        for k in range(1, n_taps + 1):  # tap blocks of the UP/DOWN inputs, then the beat train
             a.axvline(k * n_in - 0.5, color="w" if a is not ax[2, 0] else "0.5", lw=0.6)
-    n_taps = max(w0.shape[1] // max(n_in, 1), 1)
-    delays = sorted({int(round(d * result.sfreq)) for d in cfg.network.delays_s})
-    ax[2, 0].set_xticks([k * n_in + n_in / 2 - 0.5 for k in range(n_taps)],
-                        [f"delay {d / result.sfreq * 1e3:.0f} ms" for d in delays[:n_taps]], fontsize=7)
-    ax[2, 0].set_xlabel(f"input: delay tap × {len(result.channels)} channel(s) × UP/DOWN")
+    ticks = [k * n_in + n_in / 2 - 0.5 for k in range(n_taps)]
+    labels = [f"{d / result.sfreq * 1e3:.0f}" for d in delays]
+    if n_rhythm:
+        ticks.append(n_taps * n_in + n_rhythm / 2 - 0.5)
+        labels.append("RR taps")
+    ax[2, 0].set_xticks(ticks, labels, fontsize=6)
+    ax[2, 0].set_xlabel(f"input: delay tap (ms) × {len(result.channels)} channel(s) × UP/DOWN"
+                        + (", then the beat train at RR-scale lags" if n_rhythm else ""))
     return fig
 
 
