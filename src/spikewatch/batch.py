@@ -267,7 +267,7 @@ def _unique_ids(paths: list[Path]) -> list[str]:
             counts[i] = counts.get(i, 0) + 1
         for k, p in enumerate(paths):
             if counts[ids[k]] > 1:
-                parents = [q.name for q in list(p.resolve().parents)[:depth] if q.name][::-1]
+                parents = [q.name for q in list(Path(os.path.abspath(p)).parents)[:depth] if q.name][::-1]
                 ids[k] = "_".join(parents + [planned_id(p)]) if parents else ids[k]
     seen: dict[str, int] = {}
     for k, i in enumerate(ids):  # identical paths in different spellings: numbered

@@ -280,7 +280,7 @@ def batch(
     execution_settings(config, over, concurrency=concurrency, retries=retries, dask_address=dask_address,
                        workers=workers)  # usage errors before Prefect starts
     n = len(batch_mod.plan_batch(inputs))
-    err.print(f"spikewatch batch: {n} recordings -> {out_dir}", highlight=False)
+    err.print(f"spikewatch batch: {n} recordings -> {out_dir}", highlight=False, soft_wrap=True)
 
     class _Lines(logging.Handler):  # one line per finished recording, from the task logs
         def emit(self, record):
@@ -302,7 +302,7 @@ def batch(
         raise result
     counts = {s: sum(r["status"] == s for r in result) for s in batch_mod.STATUSES}
     out.print(f"{len(result)} recordings: " + ", ".join(f"{v} {k}" for k, v in counts.items())
-              + f" -> {out_dir.resolve() / batch_mod.INDEX_HTML}", highlight=False)
+              + f" -> {out_dir.resolve() / batch_mod.INDEX_HTML}", highlight=False, soft_wrap=True)
     bad = batch_mod.failures(result)
     for r in bad:
         err.print(f"spikewatch: failed: {r['recording_id']}: {r['reason']}", markup=False, highlight=False,
@@ -326,7 +326,8 @@ def serve(
     from spikewatch.pipelines.serve import DEFAULT_SCHEDULES, serve_schedules
 
     serve_schedules(config or DEFAULT_SCHEDULES, port=port,
-                    echo=lambda msg: err.print(f"spikewatch serve: {msg}", markup=False, highlight=False))
+                    echo=lambda msg: err.print(f"spikewatch serve: {msg}", markup=False, highlight=False,
+                                               soft_wrap=True))
 
 
 def main(argv: list[str] | None = None) -> int:
