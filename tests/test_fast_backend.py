@@ -21,19 +21,48 @@ from spikewatch.jobs import resolve_job
 from spikewatch.preprocess import CausalFilter
 from spikewatch.report import write_outputs
 from spikewatch.snn.backends import BACKENDS, open_runner
+from spikewatch.snn.backends import fast as fast_mod
 from spikewatch.snn.backends.fast import FastRunner
 from spikewatch.snn.backends.nengo_backend import NengoRunner
 from spikewatch.snn.encoding import DeltaEncoder
-from spikewatch.snn.network import DetectorNetwork
+from spikewatch.snn.network import DetectorNetwork, anomaly_score
+
+
+BEATS = set("NLRejAaJSVEF/fQ")
 
 
 def _events(path, seconds, cfg, **read):
-    """Filtered, delta-encoded UP/DOWN counts of the first ``seconds`` of a real record."""
+    """Filtered, delta-encoded UP/DOWN counts of the first ``seconds`` of a real record,
+    and its annotated beats (samples; none for EEG)."""
     rec, _ = resolve_job(path, **read)
     x = rec.get_data(stop=seconds)
     y = CausalFilter(cfg.preprocessing, rec.sfreq, x.shape[0])(x)
     enc = DeltaEncoder.calibrate(y[:, : int(20 * rec.sfreq)], cfg.encoding.delta_factor)
-    return rec.sfreq, enc.encode(y)
+    ann = rec.annotations
+    beats = np.array([int(round(o * rec.sfreq)) for o, d in zip(ann.onset, ann.description)
+                      if d in BEATS and o < seconds], dtype=np.int64)
+    return rec.sfreq, enc.encode(y), beats
+
+
+def _rows(net, ev, sfreq, beats):
+    """The Node's input rows as analysis builds them: UP/DOWN counts, then the beat
+    train and the gate train when the network has those inputs."""
+    rows = [ev]
+    if getattr(net, "rhythm_steps", None):
+        beat_row = np.zeros((1, ev.shape[1]), np.int32)
+        beat_row[0, beats] = net.net.rhythm_count
+        rows.append(beat_row)
+    if getattr(net, "gated", False):
+        gate = np.zeros((1, ev.shape[1]), np.int32)
+        if len(beats):
+            at = beats + int(round(net.net.gate_delay_s * sfreq))
+        else:  # EEG: a clock gate every second
+            at = np.arange(int(sfreq) - 1, ev.shape[1], int(sfreq))
+        gate[0, at[at < ev.shape[1]]] = 1
+        rows.append(gate)
+    out = np.vstack(rows)
+    assert out.shape[0] == net.feed.n_rows
+    return out
 
 
 def _network(cfg, sfreq, ev, **kw):
@@ -49,79 +78,92 @@ def _run(runner, ev, bounds=None):
     return np.concatenate([s for s, _ in out]), np.concatenate([c for _, c in out]), runner.weights()
 
 
-def _assert_equivalent(cfg, sfreq, ev, **net_kw):
+def _assert_equivalent(cfg, sfreq, ev, beats, min_spikes=50):
     block = int(round(sfreq))
-    ref = NengoRunner(_network(cfg, sfreq, ev, **net_kw), block)
-    fast = FastRunner(_network(cfg, sfreq, ev, **net_kw), block)
+    ref = NengoRunner(_network(cfg, sfreq, ev), block)
+    fast = FastRunner(_network(cfg, sfreq, ev), block)
+    rows = _rows(ref.net, ev, sfreq, beats)
     np.testing.assert_array_equal(fast.weights(), ref.weights())
-    s_ref, c_ref, w_ref = _run(ref, ev)
-    s_fast, c_fast, w_fast = _run(fast, ev)
+    s_ref, c_ref, w_ref = _run(ref, rows)
+    s_fast, c_fast, w_fast = _run(fast, rows)
     ref.close()
-    assert c_ref.sum() > 50, "feature neurons hardly fired: the comparison would be empty"
-    assert np.abs(w_ref - ref.net.initial_weights).max() > 0, "STDP never changed a weight"
+    assert c_ref.sum() > min_spikes, "feature neurons hardly fired: the comparison would be empty"
+    if cfg.stdp.enabled:
+        assert np.abs(w_ref - ref.net.initial_weights).max() > 0, "STDP never changed a weight"
     np.testing.assert_array_equal(c_fast, c_ref)  # spike trains, step by step
     np.testing.assert_allclose(w_fast, w_ref, rtol=1e-9, atol=0)
     np.testing.assert_allclose(s_fast, s_ref, rtol=1e-6, atol=1e-12)
-    return s_fast, c_fast, w_fast
+    return fast, w_fast
 
 
 @pytest.mark.parametrize("record", ["106", "213"])
 def test_fast_equals_nengo_on_mitdb(mitdb, record):
     cfg = load_config("ecg")
-    sfreq, ev = _events(mitdb / record, 40.0, cfg)
-    _assert_equivalent(cfg, sfreq, ev)
+    sfreq, ev, beats = _events(mitdb / record, 40.0, cfg)
+    fast, _ = _assert_equivalent(cfg, sfreq, ev, beats)
+    assert fast.score_in_loop == (getattr(cfg.network, "score", "unexplained") in ("unexplained", "mismatch"))
+
+
+def test_python_score_path_equals_nengo(mitdb, monkeypatch):
+    """With the score left to Runner.run (as for a score mode the loop does not know)."""
+    monkeypatch.setattr(fast_mod, "compiled_score", lambda net: fast_mod.K.SCORE_NONE)
+    cfg = load_config("ecg")
+    sfreq, ev, beats = _events(mitdb / "106", 30.0, cfg)
+    fast, _ = _assert_equivalent(cfg, sfreq, ev, beats)
+    assert not fast.score_in_loop
+
+
+@pytest.mark.parametrize("mode", ["unexplained", "mismatch"])
+def test_compiled_score_equals_anomaly_score(mode):
+    if mode != "unexplained" and "score" not in NetworkConfig.model_fields:
+        pytest.skip("network config has no score modes")
+    rng = np.random.default_rng(3)
+    u, a, w = rng.random((200, 30)), rng.random((200, 8)) * (rng.random((200, 8)) > 0.3), rng.random((8, 30))
+    a[::9] = 0.0
+    u[::13] = 0.0
+    got = np.empty(200)
+    fast_mod.K.score_rows(u, a, w, fast_mod.K.SCORE_MODES[mode], got)
+    args = (u, a, w) if mode == "unexplained" and "score" not in NetworkConfig.model_fields else (u, a, w, mode)
+    np.testing.assert_allclose(got, anomaly_score(*args), rtol=1e-12, atol=1e-12)
 
 
 def test_fast_equals_nengo_without_learning(mitdb):
     cfg = load_config("ecg", stdp__enabled=False)
-    sfreq, ev = _events(mitdb / "106", 20.0, cfg)
-    block = int(round(sfreq))
-    ref = NengoRunner(_network(cfg, sfreq, ev), block)
-    fast = FastRunner(_network(cfg, sfreq, ev), block)
-    s_ref, c_ref, w_ref = _run(ref, ev)
-    s_fast, c_fast, w_fast = _run(fast, ev)
-    np.testing.assert_array_equal(c_fast, c_ref)
-    np.testing.assert_array_equal(w_fast, w_ref)
+    sfreq, ev, beats = _events(mitdb / "106", 20.0, cfg)
+    fast, w_fast = _assert_equivalent(cfg, sfreq, ev, beats, min_spikes=10)
     np.testing.assert_array_equal(w_fast, fast.net.initial_weights)
-    np.testing.assert_allclose(s_fast, s_ref, rtol=1e-6, atol=1e-12)
 
 
 def test_fast_equals_nengo_on_michigan_eeg(data_dir):
     cfg = load_config("eeg")
-    sfreq, ev = _events(data_dir / "eeg-michigan-seizure", 30.0, cfg, io__sfreq=100.0)
+    sfreq, ev, beats = _events(data_dir / "eeg-michigan-seizure", 30.0, cfg, io__sfreq=100.0)
     assert ev.shape[0] == 62
-    _assert_equivalent(cfg, sfreq, ev)
+    _assert_equivalent(cfg, sfreq, ev, beats)
 
 
 @pytest.mark.skipif("gate_weight" not in NetworkConfig.model_fields, reason="network has no gate input")
-def test_fast_equals_nengo_with_gate_and_rhythm_inputs(mitdb):
-    """Extra Node rows (beat train at RR-scale taps, gate) and another fixed input connection."""
-    cfg = load_config("ecg", network__gate_weight=2.0, network__rhythm_delays_s=[0.3, 0.6, 0.9])
-    sfreq, ev = _events(mitdb / "106", 30.0, cfg)
-    rng = np.random.default_rng(1)
-    beats = np.zeros((1, ev.shape[1]), np.int32)
-    beats[0, np.sort(rng.choice(ev.shape[1], 40, replace=False))] = 4
-    gate = np.roll(beats > 0, 36).astype(np.int32)
-    rows = np.vstack([ev, beats, gate])
-    net = _network(cfg, sfreq, ev)
-    assert net.feed.n_rows == rows.shape[0]
-    block = int(round(sfreq))
-    ref, fast = NengoRunner(net, block), FastRunner(_network(cfg, sfreq, ev), block)
-    s_ref, c_ref, w_ref = _run(ref, rows)
-    s_fast, c_fast, w_fast = _run(fast, rows)
-    np.testing.assert_array_equal(c_fast, c_ref)
-    np.testing.assert_allclose(w_fast, w_ref, rtol=1e-9, atol=0)
-    np.testing.assert_allclose(s_fast, s_ref, rtol=1e-6, atol=1e-12)
+def test_fast_equals_nengo_with_other_inputs_and_score(mitdb):
+    """Other beat/gate settings, the other score formula, plain (hard) weight bounds."""
+    other = {"unexplained": "mismatch", "mismatch": "unexplained"}[load_config("ecg").network.score]
+    cfg = load_config("ecg", network__gate_weight=2.0, network__rhythm_delays_s=[0.3, 0.6, 0.9],
+                      network__score=other, stdp__bounds="hard")
+    sfreq, ev, beats = _events(mitdb / "106", 30.0, cfg)
+    _assert_equivalent(cfg, sfreq, ev, beats)
 
 
-def test_chunked_equals_whole_on_fast(mitdb):
+@pytest.mark.parametrize("in_loop", [True, False])
+def test_chunked_equals_whole_on_fast(mitdb, monkeypatch, in_loop):
+    if not in_loop:
+        monkeypatch.setattr(fast_mod, "compiled_score", lambda net: fast_mod.K.SCORE_NONE)
     cfg = load_config("ecg")
-    sfreq, ev = _events(mitdb / "106", 60.0, cfg)
+    sfreq, ev, beats = _events(mitdb / "106", 60.0, cfg)
     block = int(round(sfreq))
-    whole = _run(FastRunner(_network(cfg, sfreq, ev), block), ev)
-    # borders inside score blocks, a one-step chunk, an empty chunk
+    runner = FastRunner(_network(cfg, sfreq, ev), block)
+    rows = _rows(runner.net, ev, sfreq, beats)
+    whole = _run(runner, rows)
+    # borders inside score blocks and inside the longest delay, a one-step chunk, an empty chunk
     cuts = [0, 1, 999, 999, 4000, 4001, 13337, 20000, ev.shape[1]]
-    parts = _run(FastRunner(_network(cfg, sfreq, ev), block), ev, cuts)
+    parts = _run(FastRunner(_network(cfg, sfreq, ev), block), rows, cuts)
     for a, b in zip(whole, parts):
         np.testing.assert_array_equal(a, b)
 
@@ -187,7 +229,7 @@ def test_activity_bins_equal_the_add_at_definition(mitdb):
     from spikewatch.analysis import _accumulate_bins
 
     cfg = load_config("ecg")
-    sfreq, ev = _events(mitdb / "106", 30.0, cfg)
+    sfreq, ev, _ = _events(mitdb / "106", 30.0, cfg)
     per_ch = ev[0::2] + ev[1::2]
     bin_len = 36
     n_bins = -(-per_ch.shape[1] // bin_len)

@@ -20,14 +20,18 @@ checks are in :mod:`spikewatch.snn.backends.fast`). Per step, in nengo's order:
    their synapses;
 8. probes: a filtered probe returns its filter state *before* this step's
    update (nengo copies it before the ``update`` operator runs), then the
-   probe filters advance.
+   probe filters advance; optionally the anomaly score of the step.
 
-Event-driven STDP: the rule computes a dense ``(n_post, n_pre)`` change every
-step, but an entry whose post neuron did not spike and whose pre input carried
-no event gets exactly ``clip(w) - w``, i.e. ``0.0`` while ``w`` lies within
-``[w_min, w_max]``. Only the rows of spiking neurons and the columns of active
-inputs are computed; should rounding ever leave a weight outside the bounds,
-the next step is computed densely, exactly as nengo does.
+Event-driven work, with results identical to the dense computation:
+
+* Node output: a nonzero input sample schedules, in a ring of future steps
+  (a calendar queue), the value each of its delayed outputs takes and the
+  return to zero one step later; steps without input samples cost nothing.
+* STDP: an entry whose post neuron did not spike and whose pre input carried
+  no event gets exactly ``clip(w) - w``, i.e. ``0.0`` while ``w`` lies within
+  ``[w_min, w_max]``; so only the rows of spiking neurons and the columns of
+  active inputs are computed. Should rounding ever leave a weight outside the
+  bounds, the next step is computed densely, exactly as nengo does.
 """
 
 from __future__ import annotations
@@ -41,11 +45,14 @@ import numpy as np
 (F_DT, F_TAU_RC, F_TAU_REF, F_MIN_V, F_AMP, F_EXPM1_DT, F_A_U, F_B_U, F_A_A, F_B_A,
  F_C_PLUS, F_C_MINUS, F_W_MIN, F_W_MAX, F_DECAY_PRE, F_DECAY_POST, N_FPAR) = range(17)
 # integer constants
-(I_U_SYN, I_A_SYN, I_LEARN, I_SOFT, I_LEARNED_CONN, N_IPAR) = range(6)
+(I_U_SYN, I_A_SYN, I_LEARN, I_SOFT, I_LEARNED_CONN, I_SCORE, I_BLOCK, N_IPAR) = range(8)
 # integer state
-(S_HEAD, S_DENSE, N_ISTATE) = range(3)
+(S_HEAD, S_DENSE, S_STEP, S_NACT, S_HAVE_WN, N_ISTATE) = range(6)
 # connection kinds
 PRE_NODE, PRE_NEURONS = 0, 1
+# score modes computed in the loop (-1: the caller computes the score from the probes)
+SCORE_NONE, SCORE_UNEXPLAINED, SCORE_MISMATCH = -1, 0, 1
+SCORE_MODES = {"unexplained": SCORE_UNEXPLAINED, "mismatch": SCORE_MISMATCH}
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -66,18 +73,84 @@ def _stdp_delta(w, post_c, pre_c, x, y, c_plus, c_minus, w_min, w_max, soft):  #
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def run_chunk(ev, out_row, out_delay, fpar, ipar, gain, bias,  # pragma: no cover
+def normalise_rows(wt, wn):  # pragma: no cover
+    """``wn[i] = w_i / max(|w_i|, 1e-12)`` for the transposed weights ``wt`` (n_pre, n_neurons)."""
+    n_pre, n_post = wt.shape
+    for i in range(n_post):
+        ss = 0.0
+        for j in range(n_pre):
+            ss += wt[j, i] * wt[j, i]
+        nrm = max(math.sqrt(ss), 1e-12)
+        for j in range(n_pre):
+            wn[i, j] = wt[j, i] / nrm
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def score_step(u, a, wn, mode):  # pragma: no cover
+    """:func:`spikewatch.snn.network.anomaly_score` of one step (``wn`` row-normalised)."""
+    n_post, n_u = wn.shape
+    usum = 0.0
+    uss = 0.0
+    for q in range(n_u):
+        x = u[q] if u[q] > 0.0 else 0.0
+        usum += x
+        uss += x * x
+    un = max(math.sqrt(uss), 1e-12)
+    total = 0.0
+    best = -1.0
+    k = 0
+    for i in range(n_post):
+        ai = a[i] if a[i] > 0.0 else 0.0
+        total += ai
+        if ai > best:  # np.argmax: the first maximum
+            best = ai
+            k = i
+    if mode == SCORE_MISMATCH:
+        if not total > 0.0:
+            return 1.0
+        dot = 0.0
+        for q in range(n_u):
+            x = u[q] if u[q] > 0.0 else 0.0
+            dot += x * wn[k, q]
+        return 1.0 - dot / un
+    num = 0.0
+    for i in range(n_post):
+        ai = a[i] if a[i] > 0.0 else 0.0
+        if ai > 0.0:
+            dot = 0.0
+            for q in range(n_u):
+                x = u[q] if u[q] > 0.0 else 0.0
+                dot += x * wn[i, q]
+            num += ai * (dot / un)
+    match = num / max(total, 1e-12) if total > 0.0 else 0.0
+    return usum * (1.0 - match)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def score_rows(u, a, w, mode, out):  # pragma: no cover
+    """:func:`score_step` for every row of ``u``/``a`` with one weight matrix ``w``."""
+    wn = np.empty_like(w)
+    normalise_rows(np.ascontiguousarray(w.T), wn)
+    for t in range(u.shape[0]):
+        out[t] = score_step(u[t], a[t], wn, mode)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no cover
               c_kind, c_idx_off, c_idx, c_w_off, c_w, c_syn, c_ab, syn,
-              u_idx, wt, delta, trow, tcol, ist, hist, v, rt, fu, fa, xtr, ytr,
-              snap_at, snaps, u_out, a_out, counts):
+              u_idx, wt, delta, trow, tcol, ist, q_k, q_v, q_n, s, pre, act, is_act,
+              v, rt, fu, fa, xtr, ytr, wn, snap_at, snaps, u_out, a_out, counts, score):
     """Advance the network by ``ev.shape[1]`` steps.
 
     Parameters
     ----------
     ev : float64 (n_rows, n_steps)
         Rows fed to the source Node for this chunk.
-    out_row, out_delay : int64 (n_out,)
-        Node output ``k`` is ``ev[out_row[k], t - out_delay[k]] / dt``.
+    r_off, r_k, r_d : int64
+        Node outputs fed by row ``r``: ``r_k[r_off[r]:r_off[r + 1]]`` with
+        delays ``r_d[...]`` (output ``k`` is ``rows[r][t - d] / dt``).
+    l_of : int64 (n_out,)
+        Position of each Node output in the learned connection's input (-1: none).
     fpar, ipar : float64, int64
         Constants (``F_*`` / ``I_*`` of this module).
     gain, bias : float64 (n_neurons,)
@@ -85,8 +158,7 @@ def run_chunk(ev, out_row, out_delay, fpar, ipar, gain, bias,  # pragma: no cove
     c_kind : int64 (n_conn,)
         ``PRE_NODE`` or ``PRE_NEURONS`` per connection into the neurons.
     c_idx_off, c_idx : int64
-        Pre indices of connection ``c``: ``c_idx[c_idx_off[c]:c_idx_off[c + 1]]``
-        (into the Node output or the neurons).
+        Pre indices of connection ``c``: ``c_idx[c_idx_off[c]:c_idx_off[c + 1]]``.
     c_w_off, c_w : int64, float64
         Fixed weights of connection ``c``, row-major ``(n_neurons, n_pre_c)`` at
         ``c_w[c_w_off[c]:]`` (the learned connection uses ``wt`` instead).
@@ -104,30 +176,39 @@ def run_chunk(ev, out_row, out_delay, fpar, ipar, gain, bias,  # pragma: no cove
     trow, tcol : uint8
         Rows / columns of ``delta`` written at the previous step.
     ist : int64 (N_ISTATE,)
-        Ring-buffer head and dense-STDP flag.
-    hist : float64 (depth, n_rows)
-        Ring buffer of past rows (the source Node's history).
+        Ring head, dense-STDP flag, steps done, active inputs, score weights set.
+    q_k, q_v, q_n : int64 (depth, cap), float64 (depth, cap), int64 (depth,)
+        Calendar queue: at ring slot ``p``, Node output ``q_k[p, e]`` takes the
+        value ``q_v[p, e]`` (``e < q_n[p]``, in order).
+    s, pre : float64 (n_out,), (n_pre,)
+        Current Node output and the learned connection's input.
+    act, is_act : int64 (n_pre,), uint8 (n_pre,)
+        Inputs of the learned connection now nonzero (ascending, ``ist[S_NACT]``
+        of them) and their flags.
     v, rt : float64 (n_neurons,)
         Membrane voltage and refractory time.
     fu, fa : float64
         States of the input and activity probe filters.
     xtr, ytr : float64
         STDP pre and post traces.
+    wn : float64 (n_neurons, n_pre)
+        Row-normalised weights of the current score block.
     snap_at : int64 (n_snap,)
-        Steps of this chunk at whose start ``w`` is copied into ``snaps``.
+        Steps of this chunk at whose start ``wt`` is copied into ``snaps``.
     snaps : float64 (n_snap, n_pre, n_neurons)
         Output: weight snapshots (transposed).
-    u_out, a_out : float64 (n_steps, n_probe), (n_steps, n_neurons)
-        Output: the probed filtered input and activity.
+    u_out, a_out : float64 (n_steps or 0, n_probe), (n_steps or 0, n_neurons)
+        Output: the probed filtered input and activity (empty: not written).
     counts : int16 (n_steps, n_neurons)
         Output: spikes per step and neuron.
+    score : float32 (n_steps or 0,)
+        Output: the anomaly score when ``ipar[I_SCORE]`` names a mode.
     """
     n_rows, n_steps = ev.shape
     n_pre, n_post = wt.shape
-    n_out = out_row.shape[0]
     n_conn = c_kind.shape[0]
     n_u = u_idx.shape[0]
-    depth = hist.shape[0]
+    depth = q_n.shape[0]
 
     dt = fpar[F_DT]
     tau_rc = fpar[F_TAU_RC]
@@ -146,19 +227,23 @@ def run_chunk(ev, out_row, out_delay, fpar, ipar, gain, bias,  # pragma: no cove
     learn = ipar[I_LEARN] != 0
     soft = ipar[I_SOFT] != 0
     lc = ipar[I_LEARNED_CONN]
-    l_idx = c_idx[c_idx_off[lc]:c_idx_off[lc + 1]]
+    mode = ipar[I_SCORE]
+    block = ipar[I_BLOCK]
+    trace = u_out.shape[0] > 0
 
-    s = np.zeros(n_out)
-    pre = np.zeros(n_pre)  # the learned connection's input
-    active = np.empty(n_pre, np.int64)
     J = np.empty(n_post)
     out = np.zeros(n_post)
     spiked = np.empty(n_post, np.int64)
     post_c = np.zeros(n_post)
     weighted = np.zeros((n_conn, n_post))
+    u = np.empty(n_u)
+    a = np.empty(n_post)
 
     head = ist[S_HEAD]
     dense = ist[S_DENSE] != 0
+    step = ist[S_STEP]
+    n_act = ist[S_NACT]
+    have_wn = ist[S_HAVE_WN] != 0
     i_snap = 0
     n_snap = snap_at.shape[0]
 
@@ -167,6 +252,9 @@ def run_chunk(ev, out_row, out_delay, fpar, ipar, gain, bias,  # pragma: no cove
         if i_snap < n_snap and snap_at[i_snap] == t:
             snaps[i_snap, :, :] = wt
             i_snap += 1
+        if mode >= 0 and (step % block == 0 or not have_wn):  # Runner.run's score blocks
+            normalise_rows(wt, wn)
+            have_wn = True
 
         # --- 1. weights += delta (the change computed at the previous step)
         if learn:
@@ -200,34 +288,58 @@ def run_chunk(ev, out_row, out_delay, fpar, ipar, gain, bias,  # pragma: no cove
                                 dense = True
                         trow[i] = 0
 
-        # --- 2. source Node output
-        head += 1
-        if head == depth:
-            head = 0
+        # --- 2. source Node output (calendar queue; depth > longest delay + 1)
         for r in range(n_rows):
-            hist[head, r] = ev[r, t]
-        for k in range(n_out):
-            r = head - out_delay[k]
-            if r < 0:
-                r += depth
-            x = hist[r, out_row[k]]
-            s[k] = x / dt if x != 0.0 else 0.0
-        n_act = 0
-        for j in range(n_pre):
-            pre[j] = s[l_idx[j]]
-            if pre[j] != 0.0:
-                active[n_act] = j
-                n_act += 1
+            x = ev[r, t]
+            if x != 0.0:
+                x = x / dt
+                for e in range(r_off[r], r_off[r + 1]):
+                    p = head + r_d[e]
+                    if p >= depth:
+                        p -= depth
+                    q_k[p, q_n[p]] = r_k[e]
+                    q_v[p, q_n[p]] = x
+                    q_n[p] += 1
+                    p += 1
+                    if p == depth:
+                        p = 0
+                    q_k[p, q_n[p]] = r_k[e]
+                    q_v[p, q_n[p]] = 0.0
+                    q_n[p] += 1
+        for e in range(q_n[head]):
+            k = q_k[head, e]
+            x = q_v[head, e]
+            s[k] = x
+            j = l_of[k]
+            if j >= 0:
+                pre[j] = x
+                if x != 0.0 and not is_act[j]:  # keep act ascending: the order of W @ s
+                    is_act[j] = 1
+                    p = n_act
+                    while p > 0 and act[p - 1] > j:
+                        act[p] = act[p - 1]
+                        p -= 1
+                    act[p] = j
+                    n_act += 1
+                elif x == 0.0 and is_act[j]:
+                    is_act[j] = 0
+                    p = 0
+                    while act[p] != j:
+                        p += 1
+                    for p2 in range(p, n_act - 1):
+                        act[p2] = act[p2 + 1]
+                    n_act -= 1
+        q_n[head] = 0
 
         # --- 5a. weighted inputs of the Node connections (W @ s)
         for c in range(n_conn):
             if c_kind[c] != PRE_NODE:
                 continue
+            for i in range(n_post):
+                weighted[c, i] = 0.0
             if c == lc:
-                for i in range(n_post):
-                    weighted[c, i] = 0.0
                 for q in range(n_act):
-                    j = active[q]
+                    j = act[q]
                     x = pre[j]
                     for i in range(n_post):
                         weighted[c, i] += wt[j, i] * x
@@ -235,8 +347,6 @@ def run_chunk(ev, out_row, out_delay, fpar, ipar, gain, bias,  # pragma: no cove
                 i0, i1 = c_idx_off[c], c_idx_off[c + 1]
                 m = i1 - i0
                 base = c_w_off[c]
-                for i in range(n_post):
-                    weighted[c, i] = 0.0
                 for jj in range(m):
                     x = s[c_idx[i0 + jj]]
                     if x != 0.0:
@@ -264,10 +374,10 @@ def run_chunk(ev, out_row, out_delay, fpar, ipar, gain, bias,  # pragma: no cove
             if dtt > dt:
                 dtt = dt
             if dtt == dt:
-                e = expm1_dt
+                e_ = expm1_dt
             else:
-                e = math.expm1(-dtt / tau_rc)
-            vi = v[i] - (J[i] - v[i]) * e
+                e_ = math.expm1(-dtt / tau_rc)
+            vi = v[i] - (J[i] - v[i]) * e_
             if vi > 1.0:
                 out[i] = spike_h
                 t_spike = dt + tau_rc * math.log1p(-(vi - 1.0) / (J[i] - 1.0))
@@ -304,7 +414,7 @@ def run_chunk(ev, out_row, out_delay, fpar, ipar, gain, bias,  # pragma: no cove
                                                   c_plus, c_minus, w_min, w_max, soft)
             else:
                 for q in range(n_act):  # columns of the active inputs
-                    j = active[q]
+                    j = act[q]
                     pre_c = pre[j] * dt
                     x = xtr[j]
                     for i in range(n_post):
@@ -317,7 +427,8 @@ def run_chunk(ev, out_row, out_delay, fpar, ipar, gain, bias,  # pragma: no cove
                         delta[j, i] = _stdp_delta(wt[j, i], post_c[i], pre[j] * dt, xtr[j], ytr[i],
                                                   c_plus, c_minus, w_min, w_max, soft)
                     trow[i] = 1
-            for j in range(n_pre):
+            for q in range(n_act):  # x + 0.0 == x for the other (nonnegative) traces
+                j = act[q]
                 xtr[j] = xtr[j] + pre[j] * dt
             for i in range(n_post):
                 ytr[i] = ytr[i] + post_c[i]
@@ -345,19 +456,34 @@ def run_chunk(ev, out_row, out_delay, fpar, ipar, gain, bias,  # pragma: no cove
         for q in range(n_u):
             x = s[u_idx[q]]
             if u_syn:
-                u_out[t, q] = fu[q]
+                u[q] = fu[q]
                 fu[q] = fu[q] * a_u + b_u * x
             else:
-                u_out[t, q] = x
+                u[q] = x
         for i in range(n_post):
             if a_syn:
-                a_out[t, i] = fa[i]
+                a[i] = fa[i]
                 fa[i] = fa[i] * a_a + b_a * out[i]
             else:
-                a_out[t, i] = out[i]
+                a[i] = out[i]
             counts[t, i] = 0
         for q in range(n_spk):
             counts[t, spiked[q]] = spike_n
+        if trace:
+            for q in range(n_u):
+                u_out[t, q] = u[q]
+            for i in range(n_post):
+                a_out[t, i] = a[i]
+        if mode >= 0:
+            score[t] = score_step(u, a, wn, mode)
+
+        head += 1
+        if head == depth:
+            head = 0
+        step += 1
 
     ist[S_HEAD] = head
     ist[S_DENSE] = 1 if dense else 0
+    ist[S_STEP] = step
+    ist[S_NACT] = n_act
+    ist[S_HAVE_WN] = 1 if have_wn else 0

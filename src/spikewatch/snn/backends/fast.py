@@ -52,6 +52,7 @@ from spikewatch.errors import NetworkError
 from spikewatch.snn.backends import _kernels as K
 from spikewatch.snn.backends.base import Runner
 from spikewatch.snn.builder import SimSTDP
+from spikewatch.snn.network import anomaly_score
 from spikewatch.snn.stdp import STDP
 
 #: nengo operators the compiled loop reproduces (anything else is refused)
@@ -208,7 +209,7 @@ class FastSpec:
         self.n_out = int(src.size_out)
         self.out_row, self.out_delay = measure_feed(feed, self.n_rows, self.n_out, dt, float(net.sfreq),
                                                     f"node '{src.label}'")
-        self.depth = int(self.out_delay.max()) + 1
+        self.depth = int(self.out_delay.max()) + 2  # calendar ring: a value and its reset one step later
 
         # --- neurons
         lif = ens.neuron_type
@@ -272,6 +273,11 @@ class FastSpec:
         self.learned = learned[0]
         self.w0 = self.conns[self.learned]["weights"]
         self.n_pre = self.w0.shape[1]
+        l_idx = self.conns[self.learned]["pre"]
+        if np.unique(l_idx).size != l_idx.size:
+            raise _refuse(f"connection '{net.conn.label}'", "a pre slice repeating Node outputs is not implemented")
+        self.l_of = np.full(self.n_out, -1, np.int64)
+        self.l_of[l_idx] = np.arange(l_idx.size)
         rule = net.conn.learning_rule_type
         self.learn = rule is not None
         if rule is None:
@@ -303,7 +309,7 @@ class FastSpec:
         if p_spk.synapse is not None:
             raise _refuse(f"probe {p_spk}", "the spike probe must have no synapse")
 
-    def arrays(self) -> dict:
+    def arrays(self, block_steps: int, score_mode: int) -> dict:
         """Constant arrays of the compiled loop, keyed by :func:`_kernels.run_chunk` argument."""
         f = np.zeros(K.N_FPAR)
         f[K.F_DT], f[K.F_TAU_RC], f[K.F_TAU_REF] = self.dt, self.tau_rc, self.tau_ref
@@ -316,9 +322,13 @@ class FastSpec:
         i = np.zeros(K.N_IPAR, dtype=np.int64)
         i[K.I_U_SYN], i[K.I_A_SYN] = self.syn_u is not None, self.syn_a is not None
         i[K.I_LEARN], i[K.I_SOFT], i[K.I_LEARNED_CONN] = self.learn, self.soft, self.learned
+        i[K.I_SCORE], i[K.I_BLOCK] = score_mode, block_steps
         fixed = [np.zeros(0) if k == self.learned else c["weights"].ravel() for k, c in enumerate(self.conns)]
+        by_row = np.lexsort((self.out_delay, np.arange(self.n_out), self.out_row))  # row, output
         return dict(
-            out_row=self.out_row, out_delay=self.out_delay, fpar=f, ipar=i, gain=self.gain, bias=self.bias,
+            r_off=np.searchsorted(self.out_row[by_row], np.arange(self.n_rows + 1)).astype(np.int64),
+            r_k=by_row.astype(np.int64), r_d=self.out_delay[by_row].astype(np.int64), l_of=self.l_of,
+            fpar=f, ipar=i, gain=self.gain, bias=self.bias,
             c_kind=np.array([c["kind"] for c in self.conns], np.int64),
             c_idx_off=np.cumsum([0] + [c["pre"].size for c in self.conns]).astype(np.int64),
             c_idx=np.concatenate([c["pre"] for c in self.conns]).astype(np.int64),
@@ -330,8 +340,54 @@ class FastSpec:
         )
 
 
+def _reference_score(net):
+    """The score function and mode :meth:`Runner.run` uses for ``net``."""
+    mode = getattr(net.net, "score", None)
+    if mode is None:  # a network config without score modes: the function's only formula
+        return (lambda u, a, w: anomaly_score(u, a, w)), "unexplained"
+    return (lambda u, a, w: anomaly_score(u, a, w, mode)), mode
+
+
+_SCORE_CHECKED: dict = {}
+
+
+def compiled_score(net) -> int:
+    """The loop's score mode for ``net`` if it reproduces :func:`anomaly_score`, else ``SCORE_NONE``.
+
+    The compiled formula is compared once per process with the Python function
+    on random inputs (including steps without input or activity and a zero
+    weight row); if they ever disagree (the Python formula changed), the
+    runner falls back to computing the score in Python from the probes.
+    """
+    ref, mode = _reference_score(net)
+    code = K.SCORE_MODES.get(mode, K.SCORE_NONE)
+    if code == K.SCORE_NONE:
+        return code
+    key = (mode, anomaly_score.__code__)
+    if key not in _SCORE_CHECKED:
+        rng = np.random.default_rng(7)
+        u = rng.random((64, 12)) * (rng.random((64, 1)) > 0.1)
+        a = rng.random((64, 5)) * (rng.random((64, 5)) > 0.4)
+        a[::7] = 0.0
+        w = rng.random((5, 12))
+        w[1] = 0.0
+        got = np.empty(64)
+        K.score_rows(u, a, w, code, got)
+        _SCORE_CHECKED[key] = bool(np.allclose(got, ref(u, a, w), rtol=1e-12, atol=1e-12))
+    return code if _SCORE_CHECKED[key] else K.SCORE_NONE
+
+
 class FastRunner(Runner):
-    """Runs the network's Nengo model in a compiled loop (see the module docstring)."""
+    """Runs the network's Nengo model in a compiled loop (see the module docstring).
+
+    Attributes
+    ----------
+    spec : FastSpec
+        What was read from the model.
+    score_in_loop : bool
+        Whether the anomaly score is computed in the compiled loop (the score
+        mode is one it reproduces) or in Python by :meth:`Runner.run`.
+    """
 
     name = "fast"
 
@@ -339,13 +395,20 @@ class FastRunner(Runner):
         super().__init__(net, block_steps)
         spec = self.spec = FastSpec(net)
         n, p = spec.n_post, spec.n_pre
-        self._const = spec.arrays()
+        mode = compiled_score(net) if spec.u_idx.size == p else K.SCORE_NONE
+        self.score_in_loop = mode != K.SCORE_NONE
+        self._const = spec.arrays(self.block_steps, mode)
+        self._trace_const = dict(self._const, ipar=spec.arrays(self.block_steps, K.SCORE_NONE)["ipar"])
         self._wt = spec.w0.T.copy()  # (n_pre, n_neurons): the loop reads weights by pre input
+        depth = spec.depth
         self._state = dict(
             syn=np.zeros((len(spec.conns), n)), wt=self._wt, delta=np.zeros((p, n)),
             trow=np.zeros(n, np.uint8), tcol=np.zeros(p, np.uint8), ist=np.zeros(K.N_ISTATE, np.int64),
-            hist=np.zeros((spec.depth, spec.n_rows)), v=spec.v0.copy(), rt=spec.rt0.copy(),
-            fu=np.zeros(spec.u_idx.size), fa=np.zeros(n), xtr=np.zeros(p), ytr=np.zeros(n),
+            q_k=np.zeros((depth, 2 * spec.n_out), np.int64), q_v=np.zeros((depth, 2 * spec.n_out)),
+            q_n=np.zeros(depth, np.int64), s=np.zeros(spec.n_out), pre=np.zeros(p),
+            act=np.zeros(p, np.int64), is_act=np.zeros(p, np.uint8),
+            v=spec.v0.copy(), rt=spec.rt0.copy(), fu=np.zeros(spec.u_idx.size), fa=np.zeros(n),
+            xtr=np.zeros(p), ytr=np.zeros(n), wn=np.zeros((n, p)),
         )
         # weights nengo would clip on its first step make that step dense
         inside = (spec.w_min <= spec.w0) & (spec.w0 <= spec.w_max)
@@ -353,45 +416,54 @@ class FastRunner(Runner):
         self._pending = None  # (u, a, counts, {step: weights}, first step) of the chunk in run()
 
     def weights(self) -> np.ndarray:
-        if self._pending is not None:  # inside run(): the weights at the current step
+        if self._pending is not None:  # inside Runner.run(): the weights at the current step
             return self._pending[3][self.steps].T.copy()
         return self._wt.T.copy()
 
-    def _advance(self, events: np.ndarray, snap_at: np.ndarray):
+    def _advance(self, events: np.ndarray, snap_at: np.ndarray, score: bool):
         ev = np.ascontiguousarray(events, dtype=np.float64)
         spec = self.spec
         if ev.ndim != 2 or ev.shape[0] != spec.n_rows:
             raise NetworkError(f"fast backend: events of shape {ev.shape}, expected ({spec.n_rows}, n_steps)")
         n = ev.shape[1]
         snaps = np.empty((snap_at.size, spec.n_pre, spec.n_post))
-        u = np.empty((n, spec.u_idx.size))
-        a = np.empty((n, spec.n_post))
         counts = np.empty((n, spec.n_post), np.int16)
-        K.run_chunk(ev, **self._const, **self._state, snap_at=snap_at, snaps=snaps,
-                    u_out=u, a_out=a, counts=counts)
-        return u, a, counts, snaps
+        if score:
+            u, a, sc = np.empty((0, spec.u_idx.size)), np.empty((0, spec.n_post)), np.empty(n, np.float32)
+        else:
+            u, a, sc = np.empty((n, spec.u_idx.size)), np.empty((n, spec.n_post)), np.empty(0, np.float32)
+        self._state["ist"][K.S_STEP] = self.steps
+        K.run_chunk(ev, **(self._const if score else self._trace_const), **self._state, snap_at=snap_at,
+                    snaps=snaps, u_out=u, a_out=a, counts=counts, score=sc)
+        return u, a, counts, snaps, sc
 
     def _simulate(self, events):
-        if self._pending is not None:  # inside run(): hand out the next slice of the chunk
+        if self._pending is not None:  # inside Runner.run(): hand out the next slice of the chunk
             u, a, counts, _, first = self._pending
             k = events.shape[1]
             i = self.steps - first
             return u[i:i + k], a[i:i + k], counts[i:i + k]
-        u, a, counts, _ = self._advance(events, np.zeros(0, np.int64))
+        u, a, counts, _, _ = self._advance(events, np.zeros(0, np.int64), False)
         return u, a, counts.astype(np.int64)
 
     def run(self, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Feed a chunk of input rows (same contract as :meth:`Runner.run`).
 
-        The whole chunk is simulated by one compiled call, recording the weights
-        at every score-block start; :meth:`Runner.run` then computes the score
-        block by block from those arrays.
+        The whole chunk is simulated by one compiled call. With
+        :attr:`score_in_loop` the score comes out of it too (score blocks as in
+        :meth:`Runner.run`); otherwise the call records the probes and the
+        weights at every score-block start and :meth:`Runner.run` computes the
+        score from those arrays.
         """
         n = events.shape[1]
+        if self.score_in_loop:
+            _, _, counts, _, score = self._advance(events, np.zeros(0, np.int64), True)
+            self.steps += n
+            return score, counts
         first = self.steps
         at = np.arange(first, first + n)
         at = at[(at % self.block_steps == 0) | (at == first)] - first
-        u, a, counts, snaps = self._advance(events, at.astype(np.int64))
+        u, a, counts, snaps, _ = self._advance(events, at.astype(np.int64), False)
         self._pending = (u, a, counts, {first + int(t): w for t, w in zip(at, snaps)}, first)
         try:
             return super().run(events)
