@@ -57,7 +57,9 @@ def run_on_cluster(n_workers: int, inbox: Path, out: Path, span: float, warm_seg
         state = batch_analyze(inputs=[str(inbox)], out=str(out), config=config, stop=span,
                               dask_address=cluster.scheduler_address, return_state=True)
         wall = time.perf_counter() - t1
-    rows = state.result(raise_on_failure=False)
+    from spikewatch.batch import rows_of
+
+    rows = rows_of(state.result(raise_on_failure=False))
     bad = [r for r in rows if r["status"] != "ok"]
     if bad:
         raise SystemExit(f"bench_dask: {len(bad)} recordings failed: " + "; ".join(r["reason"] for r in bad))

@@ -245,7 +245,7 @@ def test_batch_flow_isolates_failures_and_reruns_idempotently(mitdb, tmp_path, p
 
     state = batch_analyze(**kw, concurrency=2, return_state=True)
     assert state.is_failed() and "1 of 3 recordings failed" in state.message
-    rows = {r["recording_id"]: r for r in state.result(raise_on_failure=False)}
+    rows = {r["recording_id"]: r for r in batch.rows_of(state.result(raise_on_failure=False))}
     assert {k: r["status"] for k, r in rows.items()} == {"221": "ok", "228": "ok", "106": "failed"}
     assert "106.dat" in rows["106"]["reason"] and "truncated" in rows["106"]["reason"]
     assert "\n" not in rows["106"]["reason"]
@@ -260,7 +260,9 @@ def test_batch_flow_isolates_failures_and_reruns_idempotently(mitdb, tmp_path, p
     stamps = {n: (out / n / "summary.json").stat().st_mtime_ns for n in ("221", "228")}
 
     # same inputs and config: nothing is redone
-    rows = {r["recording_id"]: r for r in batch_analyze(**kw, return_state=True).result(raise_on_failure=False)}
+    with pytest.raises(batch.BatchFailed, match="1 of 3 recordings failed") as exc:
+        batch_analyze(**kw)  # called plainly, a partly failed batch raises, carrying every row
+    rows = {r["recording_id"]: r for r in exc.value.rows}
     assert {k: r["status"] for k, r in rows.items()} == {"221": "skipped-unchanged", "228": "skipped-unchanged",
                                                          "106": "failed"}
     assert {n: (out / n / "summary.json").stat().st_mtime_ns for n in stamps} == stamps

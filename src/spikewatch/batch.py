@@ -68,9 +68,49 @@ class BatchLocked(SpikewatchError):
 
 
 class BatchFailed(SpikewatchError):
-    """Some recordings of a batch failed (the others completed): exit code 1."""
+    """Some recordings of a batch failed (the others completed): exit code 1.
+
+    Parameters
+    ----------
+    message : str
+        One line.
+    rows : list of dict, optional
+        Every recording's ``batch.tsv`` row.
+    """
 
     exit_code = 1
+
+    def __init__(self, message: str, rows: list[dict] | None = None):
+        super().__init__(message, rows)  # both in args: survives pickling
+        self.message = message
+        self.rows = rows or []
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def rows_of(result) -> list[dict]:
+    """Batch rows from a batch flow's result: its list, or a :class:`BatchFailed`'s rows.
+
+    Parameters
+    ----------
+    result : list or BaseException
+        ``state.result(raise_on_failure=False)`` of a ``batch_analyze`` run.
+
+    Returns
+    -------
+    list of dict
+
+    Raises
+    ------
+    BaseException
+        ``result`` itself when the flow failed before analysing (bad config, locked folder, ...).
+    """
+    if isinstance(result, BatchFailed):
+        return result.rows
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 @dataclass(frozen=True)

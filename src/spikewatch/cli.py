@@ -297,9 +297,7 @@ def batch(
                               retries=retries, dask_address=dask_address, workers=workers, return_state=True)
     finally:
         task_log.removeHandler(lines)
-    result = state.result(raise_on_failure=False)
-    if isinstance(result, BaseException):
-        raise result
+    result = batch_mod.rows_of(state.result(raise_on_failure=False))
     counts = {s: sum(r["status"] == s for r in result) for s in batch_mod.STATUSES}
     out.print(f"{len(result)} recordings: " + ", ".join(f"{v} {k}" for k, v in counts.items())
               + f" -> {out_dir.resolve() / batch_mod.INDEX_HTML}", highlight=False, soft_wrap=True)

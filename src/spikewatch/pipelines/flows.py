@@ -194,8 +194,13 @@ def batch_analyze(inputs: list[str] | str, out: str = "reports", config: str | N
     Returns
     -------
     list of dict
-        One row per recording. When some failed, the flow run ends Failed
-        with these rows as its result.
+        One row per recording.
+
+    Raises
+    ------
+    spikewatch.batch.BatchFailed
+        Some recordings failed (the flow run ends Failed); its ``rows`` hold
+        every row (see :func:`spikewatch.batch.rows_of`).
     """
     overrides = _overrides(sfreq, seed)
     pipe = execution_settings(config, overrides, concurrency=concurrency, retries=retries,
@@ -214,7 +219,8 @@ def batch_analyze(inputs: list[str] | str, out: str = "reports", config: str | N
     print(f"{len(rows)} recordings: " + ", ".join(f"{v} {k}" for k, v in counts.items())
           + f"; {Path(root) / batch.INDEX_HTML}")
     if bad:
-        return Failed(message=f"{len(bad)} of {len(rows)} recordings failed", data=rows)
+        msg = f"{len(bad)} of {len(rows)} recordings failed"
+        return Failed(message=msg, data=batch.BatchFailed(msg, rows))
     return rows
 
 
