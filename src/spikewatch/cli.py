@@ -282,21 +282,21 @@ def batch(
     n = len(batch_mod.plan_batch(inputs))
     err.print(f"spikewatch batch: {n} recordings -> {out_dir}", highlight=False, soft_wrap=True)
 
-    class _Lines(logging.Handler):  # one line per finished recording, from the task logs
+    class _Lines(logging.Handler):  # one line per finished recording, from the flow's log
         def emit(self, record):
             if getattr(record, LINE_ATTR, False):
                 err.print(f"  {record.getMessage()}", markup=False, highlight=False, soft_wrap=True)
 
     lines = _Lines()
-    task_log = logging.getLogger("prefect.task_runs")
+    flow_log = logging.getLogger("prefect.flow_runs")
     if not _STATE["debug"]:
-        task_log.addHandler(lines)
+        flow_log.addHandler(lines)
     try:
         state = batch_analyze(inputs=inputs, out=str(out_dir), config=str(config) if config else None,
                               sfreq=sfreq, seed=seed, start=start, stop=stop, concurrency=concurrency,
                               retries=retries, dask_address=dask_address, workers=workers, return_state=True)
     finally:
-        task_log.removeHandler(lines)
+        flow_log.removeHandler(lines)
     result = batch_mod.rows_of(state.result(raise_on_failure=False))
     counts = {s: sum(r["status"] == s for r in result) for s in batch_mod.STATUSES}
     out.print(f"{len(result)} recordings: " + ", ".join(f"{v} {k}" for k, v in counts.items())

@@ -46,13 +46,14 @@ def prefect_environment(quiet_console: bool = False) -> dict[str, str]:
       profile, e.g. its ``PREFECT_API_URL``, is kept);
     * telemetry to Prefect's servers is off (``PREFECT_SERVER_ANALYTICS_ENABLED``)
       unless set;
-    * ``quiet_console`` hides Prefect's own console log lines (the CLI prints
-      one line per recording instead; ``--debug`` shows them).
+    * ``quiet_console`` hides Prefect's own console log lines and library
+      warnings, also in Dask worker processes (the CLI prints one line per
+      recording instead; ``--debug`` shows them).
 
     Parameters
     ----------
     quiet_console : bool
-        Raise Prefect's console handler to CRITICAL.
+        Raise Prefect's console handler to CRITICAL and ignore warnings in child processes.
 
     Returns
     -------
@@ -64,6 +65,7 @@ def prefect_environment(quiet_console: bool = False) -> dict[str, str]:
         wanted["PREFECT_HOME"] = str(spikewatch_home() / "prefect")
     if quiet_console:
         wanted["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
+        wanted["PYTHONWARNINGS"] = "ignore"  # library warnings in Dask worker processes too
     done = {}
     for key, value in wanted.items():
         if not os.environ.get(key):

@@ -18,14 +18,14 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.context import FlowRunContext
-from prefect.futures import wait
+from prefect.futures import as_completed
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from spikewatch import batch
 from spikewatch.config import PipelineConfig, load_config
 from spikewatch.errors import ConfigError, SpikewatchError
-from spikewatch.pipelines.tasks import analyze_task, backoff
+from spikewatch.pipelines.tasks import LINE_ATTR, analyze_task, backoff
 
 _DASK_ADDRESS = re.compile(r"^(?:[a-z]+://\S+|[^\s:/]+:\d+)$")
 
@@ -123,6 +123,7 @@ def _start(runner, pipe: PipelineConfig):
 
 def _outcome(future, item: batch.BatchItem) -> dict:
     """The batch row of a finished task future (failed ones carry their one-line reason)."""
+    future.wait()  # a Dask future's final state comes with its result, not from the API
     state = future.state
     if state.is_completed():
         return state.result()
@@ -132,6 +133,13 @@ def _outcome(future, item: batch.BatchItem) -> dict:
         exc = err
     reason = batch.reason_of(exc) if isinstance(exc, BaseException) else (state.message or state.name)
     return batch.failed_row(item, reason)
+
+
+def progress_line(row: dict) -> str:
+    """One line for a finished recording (``221: ok, 2 events (3.1 s)``)."""
+    if row["status"] == batch.STATUS_FAILED:
+        return f"{row['recording_id']}: failed: {row['reason']}"
+    return f"{row['recording_id']}: {row['status']}, {row['n_events']} events ({row['seconds']:.1f} s)"
 
 
 def run_items(items: list[batch.BatchItem], out: str, pipe: PipelineConfig, config: str | None,
@@ -149,8 +157,14 @@ def run_items(items: list[batch.BatchItem], out: str, pipe: PipelineConfig, conf
             futures = [runner.submit(task, {"item": it.to_dict(), "out": out, "config": config,
                                             "overrides": overrides, "start": start, "stop": stop})
                        for it in items]
-            wait(futures)
-            return [_outcome(f, it) for f, it in zip(futures, items)]
+            where = {f.task_run_id: k for k, f in enumerate(futures)}
+            rows: list[dict | None] = [None] * len(items)
+            log = get_run_logger()
+            for f in as_completed(futures):  # one line per recording as it finishes, wherever it ran
+                k = where[f.task_run_id]
+                rows[k] = row = _outcome(f, items[k])
+                log.info(progress_line(row), extra={LINE_ATTR: True})
+            return rows
         finally:
             runner.__exit__(None, None, None)
 

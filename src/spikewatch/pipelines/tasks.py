@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 from spikewatch import batch
 from spikewatch.errors import SpikewatchError
 
-#: log records of one finished recording carry this attribute (the CLI prints them)
+#: the flow's log record of each finished recording carries this attribute (the CLI prints them)
 LINE_ATTR = "spikewatch_line"
 
 
@@ -92,12 +92,11 @@ def analyze_task(item: dict, out: str, config: str | None = None, overrides: dic
         row = batch.analyze_item(item["path"], item["record_id"], out, config, overrides, start, stop)
     except SpikewatchError as exc:
         reason = batch.reason_of(exc)
-        log.warning(f"{item['record_id']}: failed: {reason}", extra={LINE_ATTR: True})
+        log.warning(f"{item['record_id']}: failed: {reason}")
         raise batch.ItemFailed(reason) from None  # one picklable message, whatever the subclass
     except OSError as exc:
-        log.warning(f"{item['record_id']}: {batch.reason_of(exc)}", extra={LINE_ATTR: True})
+        log.warning(f"{item['record_id']}: {batch.reason_of(exc)}")
         raise
     n = row["n_events"]
-    log.info(f"{row['recording_id']}: {row['status']}, {n} events ({row['seconds']:.1f} s)",
-             extra={LINE_ATTR: True})
+    log.info(f"{row['recording_id']}: {row['status']}, {n} events ({row['seconds']:.1f} s)")
     return row
