@@ -27,7 +27,7 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Iterable, Sequence
 
 from spikewatch.errors import RecordingError, SpikewatchError
 
@@ -676,8 +676,3 @@ def write_batch_outputs(out: str | os.PathLike, rows: Sequence[dict]) -> tuple[P
 def failures(rows: Iterable[dict]) -> list[dict]:
     """Rows whose status is ``failed``."""
     return [r for r in rows if r["status"] == STATUS_FAILED]
-
-
-def as_params(items: Iterable[BatchItem]) -> list[dict[str, Any]]:
-    """Items as JSON-able dicts."""
-    return [i.to_dict() for i in items]

@@ -146,7 +146,28 @@ def run_items(items: list[batch.BatchItem], out: str, pipe: PipelineConfig, conf
               overrides: dict, start: float | None, stop: float | None) -> list[dict]:
     """Run one task per item on the runner ``pipe`` asks for; rows in item order.
 
-    A failing recording fails only its own task; every other one runs.
+    A failing recording fails only its own task; every other one runs. Call
+    inside a flow run.
+
+    Parameters
+    ----------
+    items : list of BatchItem
+        From :func:`spikewatch.batch.plan_batch`.
+    out : str
+        Absolute output root.
+    pipe : PipelineConfig
+        From :func:`execution_settings`.
+    config : str, optional
+        Analysis config file.
+    overrides : dict
+        ``section__key`` config overrides.
+    start, stop : float, optional
+        Analysed span (s).
+
+    Returns
+    -------
+    list of dict
+        One ``batch.tsv`` row per item.
     """
     task = analyze_task.with_options(retries=pipe.retries,
                                      retry_delay_seconds=backoff(pipe.retries, pipe.retry_delay_s) or 0)
