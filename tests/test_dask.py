@@ -34,7 +34,11 @@ SPAN_S = 30.0
 def prefect_api() -> str:
     """Prefect's ephemeral server (one per session), stopped quietly at exit."""
     from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import get_current_settings
 
+    home = Path(get_current_settings().home).resolve()
+    assert home == Path(os.environ["SPIKEWATCH_TEST_PREFECT_HOME"]).resolve(), (
+        f"Prefect was imported before this module set PREFECT_HOME; refusing to use {home}")
     server = SubprocessASGIServer()
     server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")))
 
