@@ -24,7 +24,7 @@ from spikewatch.errors import NetworkError
 from spikewatch.jobs import resolve_job, run_job
 from spikewatch.preprocess import CausalFilter
 from spikewatch.snn.backends import open_runner
-from spikewatch.snn.backends.loihi import LoihiRunner, bit_planes, chip_network
+from spikewatch.snn.backends.loihi import LoihiRunner, UnitShaper, axon_spikes, bit_planes, chip_network
 from spikewatch.snn.encoding import DeltaEncoder
 from spikewatch.snn.network import DetectorNetwork
 
@@ -79,46 +79,76 @@ def test_emulator_flags_the_reference_events(mitdb, deployed, tmp_path):
     core = rep["resources"]["cores"][0]
     assert rep["resources"]["fits_one_chip"] and rep["resources"]["n_cores"] == 1
     assert core["compartments"] == 24
-    assert core["input_axons"] == 20 * 4 + 24  # 20 source lines x 4 count bits + 24 inhibition axons
+    groups = [q for q in rep["quantisation"]["synapses"] if q["kind"] == "recurrent"]
+    # input axons = the host's (bit planes + gate units) + 24 per inhibition synapse group
+    assert core["input_axons"] == rep["resources"]["host_input_axons"] + 24 * len(groups)
     assert 0 < core["synapse_memory_bytes"] <= core["synapse_memory_max_bytes"]
+    assert rep["overflows"] == 0
     e = rep["energy"]
     assert e["estimate"] is True and e["per_hour"]["energy_J"] > 0 and e["energy_per_beat_J"] > 0
     assert e["per_hour"]["synaptic_ops"] > e["per_hour"]["input_spikes"]
     assert rep["traffic"]["host_to_chip_spikes_per_s"] > 0 and rep["traffic"]["clipped_events"] >= 0
     assert any("refractory" in n for n in rep["mapping_notes"])
-    assert {q["kind"] for q in rep["quantisation"]["synapses"]} == {"bit 0", "bit 1", "bit 2", "bit 3", "recurrent"}
+    assert {"bit 0", "bit 1", "bit 2", "bit 3", "recurrent"} <= {q["kind"] for q in rep["quantisation"]["synapses"]}
     assert s["model"]["network_sha256"] and s["config"]["stdp"]["enabled"] is False
 
 
 def test_chip_form_is_exact_on_the_reference_simulator(mitdb, deployed):
-    """Bit-plane axons with W * 2**b per plane reproduce the reference network's spikes exactly
-    (same synapse everywhere, so only the decomposition is tested)."""
+    """The chip form's input coding is exact: bit-plane axons with W * 2**b, strong binary lines
+    (the gate) as unit axons of 1/n the weight, strong recurrent connections split into parallel
+    groups. Run on the reference simulator with the two chip approximations removed (one synapse
+    time constant, whole-step refractory), it reproduces the reference network's spikes."""
     bundle, _ = deployed
     rec, cfg = resolve_job(mitdb / "213")
     y = CausalFilter(cfg.preprocessing, rec.sfreq, 2)(rec.get_data(start=60, stop=70))
     ev = DeltaEncoder(bundle.delta).encode(y)
     assert ev.max() > 1, "segment without multi-event steps would not test the bit planes"
-    net = _frozen_net(bundle)
-    net.inhib.synapse = net.conn.synapse  # the one approximation of the chip form, removed here
+    ann = rec.annotations
+    beats = np.array([int(round((o - 60) * rec.sfreq)) for o, d in zip(ann.onset, ann.description)
+                      if 60 <= o < 70 and d in ("N", "V", "F", "A", "L", "R")])
+    nets = []
+    for _ in range(2):
+        net = _frozen_net(bundle)
+        for conn in net.model.all_connections:  # one synapse everywhere, as on a Loihi compartment
+            conn.synapse = net.conn.synapse
+        nets.append(net)
+    net, net2 = nets
+    lag = int(round(cfg.network.gate_delay_s * rec.sfreq))
+    rows = net.input_rows(ev, beats=beats, gates=beats + lag)
     with net.simulator() as sim:
-        net.feed.push(ev)
-        sim.run_steps(ev.shape[1])
+        net.feed.push(rows)
+        sim.run_steps(rows.shape[1])
         ref = sim.data[net.p_spikes]
-    net2 = _frozen_net(bundle)
-    net2.inhib.synapse = net2.conn.synapse
     chip = chip_network(net2, count_bits=4)
     for ens in chip.ensembles.values():  # keep the reference refractory (the other chip approximation)
         ens.neuron_type = net2.features.neuron_type
-    net2.feed.push(ev)
-    counts = np.rint(np.array([net2.feed.step(0.0) for _ in range(ev.shape[1])]) * net2.dt).astype(int)
-    planes, clipped = bit_planes(counts, 4)
+    assert chip.units and not any(u[2] for u in chip.units.values()), "gate should be sent as unshaped units"
+    net2.feed.push(rows)
+    counts = np.rint(np.array([net2.feed.step(0.0) for _ in range(rows.shape[1])]) * net2.dt).astype(int)
+    spikes, clipped = axon_spikes(chip, UnitShaper(chip.units, net2.dt), counts)
     assert clipped == 0
-    chip.axons.output.queue.extend(planes)
+    chip.axons.output.queue.extend(spikes)
     with nengo.Simulator(chip.model, dt=net2.dt, progress_bar=False) as sim:
-        sim.run_steps(ev.shape[1])
+        sim.run_steps(rows.shape[1])
         got = sim.data[chip.probes[net2.p_spikes]]
     assert ref.sum() > 0
     np.testing.assert_array_equal(got, ref)
+
+
+def test_gate_preshaping_matches_the_slower_synapse():
+    """A binary line through a 20 ms synapse, sent as 1/16 units pre-shaped for a 10 ms synapse:
+    the 10 ms filter of the units matches the 20 ms filter of the line, and no unit is lost."""
+    dt = 1 / 360
+    g = np.zeros((2000, 1), dtype=int)
+    g[[100, 400, 420, 1200], 0] = 1
+    shaper = UnitShaper({0: (0, 16, (0.02, 0.01))}, dt)
+    units = np.concatenate([shaper(g[:700]), shaper(g[700:])])  # chunked: state carried
+    assert units.sum() == 16 * g.sum() and units.max() <= 16 and shaper.clipped == 0
+    want = nengo.Lowpass(0.02).filt(g / dt, dt=dt)
+    got = nengo.Lowpass(0.01).filt(units / 16 / dt, dt=dt)
+    assert np.max(np.abs(got - want)) < 0.1 * want.max()
+    plain = nengo.Lowpass(0.01).filt(g / dt, dt=dt)  # what a 10 ms synapse alone would give
+    assert np.max(np.abs(plain - want)) > 0.5 * want.max()
 
 
 def test_bit_planes():

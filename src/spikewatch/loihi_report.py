@@ -111,7 +111,7 @@ def resources(sim, chip) -> dict:
         "cores_per_chip": CORES_PER_CHIP,
         "fits_one_chip": board.n_chips == 1 and board.n_cores_per_chip[0] <= CORES_PER_CHIP,
         "cores": cores,
-        "host_input_axons": int(chip.axons.output.n_axons),
+        "host_input_axons": chip.n_input_axons,
         "count_bits": chip.count_bits,
     }
 
@@ -132,7 +132,8 @@ def quantisation(sim, chip, dt: float) -> dict:
     """
     model = sim.model
     out = {"synapses": [], "neurons": []}
-    conns = [(c, f"bit {b}") for c, b, _ in chip.inputs] + [(c, "recurrent") for c in chip.recurrent]
+    conns = ([(c, "units" if b is None else f"bit {b}") for c, b, _ in chip.inputs]
+             + [(c, "recurrent") for c in chip.recurrent])
     for conn, kind in conns:
         syn = model.objs[conn]["weights"]
         block = _block(model, conn.post_obj.ensemble)
@@ -147,6 +148,7 @@ def quantisation(sim, chip, dt: float) -> dict:
             "connection": conn.label, "kind": kind,
             "weight_exp": int(syn.synapse_cfg.weight_exp),
             "levels": int(len(np.unique(got[nz]))) if nz.any() else 0,
+            "rel_error_l2": float(np.linalg.norm(got - ideal) / np.linalg.norm(ideal)) if nz.any() else 0.0,
             "rel_error_mean_abs": float(np.mean(np.abs(got[nz] - ideal[nz]) / np.abs(ideal[nz]))) if nz.any() else 0.0,
             "rel_error_max_abs": float(np.max(np.abs(got[nz] - ideal[nz]) / np.abs(ideal[nz]))) if nz.any() else 0.0,
             "rms_error_of_max": float(np.sqrt(np.mean((got - ideal) ** 2)) / top) if top > 0 else 0.0,
@@ -245,13 +247,17 @@ def runner_report(runner, n_beats: int | None = None) -> dict:
     """
     net = runner.net
     c = runner.counters
+    discrete = runner.target != "simreal"  # simreal: floating point, no chip configuration to report
     return {
         "target": runner.target,
-        "resources": resources(runner.sim, runner.chip),
-        "quantisation": quantisation(runner.sim, runner.chip, net.dt) if runner.target != "simreal" else None,
+        "resources": resources(runner.sim, runner.chip) if discrete else None,
+        "quantisation": quantisation(runner.sim, runner.chip, net.dt) if discrete else None,
         "traffic": traffic(c, net.sfreq, net.net.n_neurons),
         "energy": energy(c, net.net.n_neurons, net.sfreq, n_beats),
-        "mapping_notes": list(runner.chip.notes),
+        "mapping_notes": list(runner.chip.notes) + (
+            [f"{c['overflows']} synaptic-accumulator overflow warnings from the chip model: results unreliable"]
+            if c["overflows"] else []),
+        "overflows": int(c["overflows"]),
         "build_s": round(runner.build_s, 4),
         "run_wall_s": round(c["wall_s"], 4),
         "steps_per_s": round(c["steps"] / c["wall_s"], 1) if c["wall_s"] > 0 else None,
@@ -271,15 +277,18 @@ def resource_rows(report: dict) -> list[tuple[str, str]]:
                      f"{core['synapse_memory_max_bytes'] // 1024} KB synapse memory "
                      f"({100 * core['synapse_memory_fraction']:.1f} %)"))
     t = report.get("traffic")
-    rows.append(("host -> chip", f"{r['host_input_axons']} input axons ({r['count_bits']} per source line)"
+    rows.append(("host -> chip", f"{r['host_input_axons']} input axons (up to {r['count_bits']} per source line)"
                  + (f", {t['host_to_chip_spikes_per_s']:.0f} spikes/s" if t and t["host_to_chip_spikes_per_s"] else "")))
     if t:
         rows.append(("chip -> host", f"feature spikes ({report['resources']['cores'][0]['compartments']} "
                                      f"probe bits/step)" + (f", {t['chip_to_host_spikes_per_s']:.1f} spikes/s"
                                                             if t["chip_to_host_spikes_per_s"] else "")))
     for q in (report.get("quantisation") or {}).get("synapses", []):
-        rows.append((f"weights {q['connection']}", f"exp {q['weight_exp']}, {q['levels']} levels, "
-                                                   f"mean |rel err| {100 * q['rel_error_mean_abs']:.1f} %"))
+        label = q["connection"]
+        if "[" in label and not label.endswith("[1/" + label.rsplit("/", 1)[-1]):
+            continue  # parallel groups of a split connection are identical: show the first
+        rows.append((f"weights {label}", f"exp {q['weight_exp']}, {q['levels']} levels, relative error "
+                                         f"{100 * q['rel_error_l2']:.1f} % (L2), {q['zeroed']} rounded to 0"))
     for note in report.get("mapping_notes", []):
         rows.append(("approximation", note))
     return rows

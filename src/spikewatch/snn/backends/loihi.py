@@ -16,10 +16,13 @@ Input spikes go straight to input axons. nengo-loihi would route a host
 filter it twice); our input already *is* spikes, so the source is replaced by
 a :class:`SpikeAxons` chip process whose spikes are handed to the chip
 interface before each chunk runs. A Loihi axon carries at most one spike per
-step while send-on-delta can emit several events per sample, so every source
-line gets ``count_bits`` axons, one per binary digit of its count, with
+step while send-on-delta can emit several events per sample, so every
+UP/DOWN line gets ``count_bits`` axons, one per binary digit of its count, with
 weights ``W * 2**b`` (one connection per bit plane): counts up to
 ``2**count_bits - 1`` arrive exactly, larger ones are clipped and counted.
+Lines of fixed amplitude (a beat train of ``rhythm_count`` spikes, a gate of
+one) get axons only for the bits of that amplitude (:func:`line_masks`), so no
+plane inflates their weights and, with them, the weight scale of the core.
 
 Anything that cannot map is refused before nengo-loihi sees it
 (:func:`check_mappable`), naming the object: learning rules (nengo-loihi
@@ -33,6 +36,7 @@ input synapse's time constant; refractory periods become whole steps).
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -56,6 +60,12 @@ MAX_IN_AXONS = 4096
 MAX_SYNAPSE_BITS = 16384 * 64  # 128 KB of synaptic memory per core
 CORES_PER_CHIP = 128
 SUPPORTED_NEURONS = (nengo.LIF, nengo.SpikingRectifiedLinear)
+#: strong connections are split until their weights are at most this x the largest learned input weight
+WEIGHT_RANGE = 2.0
+#: units per spike of a line whose synapse is slower than the chip's (pre-shaped on the host);
+#: 16 keeps a unit weight representable next to the core's largest weight
+SHAPE_UNITS = 16
+Q_BITS = 21  # synaptic accumulator of a Loihi compartment (nengo_loihi.builder.discretize.Q_BITS)
 
 
 class SpikeAxons(ChipProcess):
@@ -162,7 +172,8 @@ def check_mappable(net, count_bits: int) -> None:
         if not isinstance(conn.post_obj, nengo.ensemble.Neurons) or post not in chip_ens:
             raise NetworkError(f"connection '{conn.label}': only connections into neurons can map to Loihi")
         if pre is net.source:
-            n_axons[post] += len(_index(conn.pre, net.source.size_out)) * count_bits
+            masks = line_masks(net, count_bits)[_index(conn.pre, net.source.size_out)]
+            n_axons[post] += sum(bin(int(m)).count("1") for m in masks)
         elif isinstance(conn.pre_obj, nengo.ensemble.Neurons) and pre in chip_ens:
             n_axons[post] += conn.pre.size_out
         else:
@@ -171,7 +182,8 @@ def check_mappable(net, count_bits: int) -> None:
         if n > MAX_IN_AXONS:
             raise NetworkError(
                 f"{_name(ens)}: {n} input axons exceed the {MAX_IN_AXONS} of one Loihi core "
-                f"({count_bits} per source line); use fewer channels or delay taps, or lower backend.count_bits")
+                f"(up to {count_bits} per source line); use fewer channels or delay taps, or lower "
+                "backend.count_bits")
 
 
 @dataclass
@@ -183,18 +195,27 @@ class ChipNetwork:
     model : nengo.Network
         What nengo-loihi builds.
     axons : nengo.Node
-        The :class:`SpikeAxons` input node (``count_bits`` planes of the source).
+        The :class:`SpikeAxons` input node: ``count_bits`` planes of the
+        source (plane ``b`` of line ``i`` is axon ``b * source_size + i``),
+        then the unit axons of the unit lines.
     ensembles : dict
         Original ensemble -> its chip copy.
-    inputs : list of (nengo.Connection, int, ndarray)
-        Chip connections from the input axons, the bit plane each carries and
-        the axons it reads.
+    inputs : list of (nengo.Connection, int or None, ndarray)
+        Chip connections from the input axons, the bit plane each carries
+        (None for unit axons) and the axons it reads.
     recurrent : list of nengo.Connection
         Chip neuron -> neuron connections.
     probes : dict
         Original neuron probe -> its chip copy.
+    masks : ndarray of int
+        Bit planes per source line (0 for unit lines).
+    units : dict
+        Unit line -> ``(first axon, n_units, (tau_from, tau_to) or None)``: a
+        binary line of a strong or slow connection, sent as up to ``n_units``
+        spikes of ``1 / n_units`` its weight, pre-shaped on the host when its
+        synapse is slower than the chip's.
     notes : list of str
-        What maps only approximately.
+        What maps only approximately, and how.
     """
 
     model: nengo.Network
@@ -205,23 +226,35 @@ class ChipNetwork:
     probes: dict
     count_bits: int
     source_size: int
+    masks: np.ndarray
+    units: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
+
+    @property
+    def n_input_axons(self) -> int:
+        """Input axons actually connected (plane bits in use plus unit axons)."""
+        return int(sum(bin(int(m)).count("1") for m in self.masks) + sum(u[1] for u in self.units.values()))
 
 
 def chip_network(net, count_bits: int) -> ChipNetwork:
     """Translate the (frozen) detector network into its chip form.
 
     Everything is read from the network's own Nengo objects: neuron types and
-    parameters, transforms, synapses, probes. The source Node becomes
-    ``count_bits`` planes of input axons; each source connection becomes one
-    connection per plane with transform ``T * 2**b``.
+    parameters, transforms, synapses, probes. The source Node becomes input
+    axons: ``count_bits`` bit planes per UP/DOWN line (transform ``T * 2**b``
+    on plane ``b``), or, for the binary lines of a connection that is much
+    stronger than the learned input or has a slower synapse than the chip's
+    (the gate), ``SHAPE_UNITS`` unit axons of ``T / SHAPE_UNITS`` each.
+    Strong neuron -> neuron connections (lateral inhibition) are split into
+    parallel synapse groups. Both keep the learned input weights resolved
+    under the core's one weight scale per compartment group.
 
     Parameters
     ----------
     net : DetectorNetwork
         The network; every connection must be frozen.
     count_bits : int
-        Axons (bit planes) per source line.
+        Axons (bit planes) per UP/DOWN line.
 
     Returns
     -------
@@ -234,10 +267,61 @@ def chip_network(net, count_bits: int) -> ChipNetwork:
     """
     check_mappable(net, count_bits)
     size = net.source.size_out
+    masks = line_masks(net, count_bits)
     tau_chip = net.conn.synapse  # one current decay per compartment: the learned input's
+    t_chip = tau_chip.tau if tau_chip is not None else 0.0
     notes = []
+
+    def dense(conn, n_in):
+        w = np.asarray(conn.transform.init, dtype=np.float64)
+        return np.eye(n_in) * w if w.ndim == 0 else (np.diag(w) if w.ndim == 1 else w)
+
+    # the largest learned input weight on any plane sets the range the others must respect
+    src_conns = [c for c in net.model.all_connections if _base(c.pre) is net.source]
+    idx_of = {c: _index(c.pre, size) for c in src_conns}
+    w_in = dense(net.conn, len(idx_of[net.conn]))
+    top = max((np.abs(w_in[:, (masks[idx_of[net.conn]] >> b) & 1 == 1]).max(initial=0.0) * 2.0**b
+               for b in range(count_bits)), default=0.0)
+    # ... but not below what keeps the worst step (every input line at its largest count, every
+    # neuron spiking) inside half the 21-bit synaptic accumulator: the scale is 255 / largest weight
+    worst = sum(np.abs(dense(c, len(idx_of[c]))) @ np.maximum(line_counts(net, count_bits)[idx_of[c]], 1)
+                for c in src_conns)
+    for c in net.model.all_connections:
+        if c not in idx_of:
+            worst = worst + np.abs(dense(c, c.pre.size_out)).sum(axis=1)
+    floor = float(np.max(worst)) * 255 * 64 / 2.0 ** (Q_BITS - 1)
+    limit = max(WEIGHT_RANGE * top, floor)
+    users = {}
+    for c in src_conns:
+        for i in idx_of[c]:
+            users[int(i)] = users.get(int(i), 0) + 1
+    units, base = {}, size * count_bits
+    for c in src_conns:
+        if c is net.conn:
+            continue
+        idx, w = idx_of[c], dense(c, len(idx_of[c]))
+        t_c = c.synapse.tau if c.synapse is not None else 0.0
+        strong = top > 0 and np.abs(w).max(initial=0.0) > limit
+        slow = t_c > t_chip + 1e-12
+        if (strong or slow) and np.all(masks[idx] == 1) and all(users[int(i)] == 1 for i in idx):
+            n_units = SHAPE_UNITS if slow else int(np.ceil(np.abs(w).max() / limit))
+            for i in idx:
+                units[int(i)] = (base, n_units, (t_c, t_chip) if slow else None)
+                base += n_units
+                masks[i] = 0
+            if slow:
+                notes.append(f"connection '{c.label}': synapse {t_c * 1e3:g} ms realised with the chip's "
+                             f"{t_chip * 1e3:g} ms by pre-shaping each spike on the host into {n_units} "
+                             f"spikes of 1/{n_units} the weight")
+            else:
+                notes.append(f"connection '{c.label}': each spike sent as {n_units} spikes of 1/{n_units} "
+                             "the weight, so the core's weight scale still resolves the learned input weights")
+        elif abs(t_c - t_chip) > 1e-12:
+            notes.append(f"connection '{c.label}': synapse {t_c * 1e3:g} ms becomes {t_chip * 1e3:g} ms "
+                         "(a Loihi compartment has one input-current decay)")
+
     with nengo.Network(label="spikewatch detector (chip)", seed=net.seed) as model:
-        axons = nengo.Node(SpikeAxons(size * count_bits), label="input axons")
+        axons = nengo.Node(SpikeAxons(base), label="input axons")
         ens_map = {}
         for ens in net.model.all_ensembles:
             neuron_type = ens.neuron_type
@@ -255,54 +339,195 @@ def chip_network(net, count_bits: int) -> ChipNetwork:
         inputs, recurrent = [], []
         for conn in net.model.all_connections:
             post = ens_map[_base(conn.post)].neurons
-            w = np.asarray(conn.transform.init, dtype=np.float64)
-            tau_conn = conn.synapse.tau if conn.synapse is not None else 0.0
-            tau_new = tau_chip.tau if tau_chip is not None else 0.0
-            if abs(tau_conn - tau_new) > 1e-12:
-                notes.append(f"connection '{conn.label}': synapse {tau_conn * 1e3:g} ms becomes "
-                             f"{tau_new * 1e3:g} ms (a Loihi compartment has one input-current decay)")
             if _base(conn.pre) is net.source:
-                idx = _index(conn.pre, size)
-                if w.ndim < 2:
-                    w = np.eye(len(idx)) * w if w.ndim == 0 else np.diag(w)
+                idx, w = idx_of[conn], dense(conn, len(idx_of[conn]))
+                unit = np.array([int(i) in units for i in idx], dtype=bool)
+                if unit.any():
+                    ax = np.concatenate([units[int(i)][0] + np.arange(units[int(i)][1]) for i in idx[unit]])
+                    wu = np.concatenate([np.repeat(w[:, [j]], units[int(i)][1], axis=1) / units[int(i)][1]
+                                         for j, i in zip(np.flatnonzero(unit), idx[unit])], axis=1)
+                    c = nengo.Connection(axons[ax.tolist()], post, transform=wu, synapse=tau_chip,
+                                         label=f"{conn.label} (units)")
+                    inputs.append((c, None, ax))
                 for b in range(count_bits):
-                    ax_idx = b * size + idx
-                    c = nengo.Connection(axons[ax_idx.tolist()], post, transform=w * 2.0**b,
-                                         synapse=tau_chip, label=f"{conn.label} (bit {b})")
-                    inputs.append((c, b, ax_idx))
+                    use = np.flatnonzero(((masks[idx] >> b) & 1) & ~unit)  # lines whose counts have bit b
+                    if len(use):
+                        ax_idx = b * size + idx[use]
+                        c = nengo.Connection(axons[ax_idx.tolist()], post, transform=w[:, use] * 2.0**b,
+                                             synapse=tau_chip, label=f"{conn.label} (bit {b})")
+                        inputs.append((c, b, ax_idx))
             else:
+                w = dense(conn, conn.pre.size_out)
+                t_c = conn.synapse.tau if conn.synapse is not None else 0.0
+                if abs(t_c - t_chip) > 1e-12:
+                    notes.append(f"connection '{conn.label}': synapse {t_c * 1e3:g} ms becomes {t_chip * 1e3:g} ms "
+                                 "(a Loihi compartment has one input-current decay)")
+                k = int(np.ceil(np.abs(w).max() / limit)) if top > 0 and np.abs(w).max(initial=0.0) > limit else 1
+                if k > 1:
+                    notes.append(f"connection '{conn.label}': split into {k} parallel synapse groups of 1/{k} the "
+                                 "weight, so the core's weight scale still resolves the learned input weights")
                 pre = ens_map[_base(conn.pre)].neurons
-                recurrent.append(nengo.Connection(pre, post, transform=w, synapse=tau_chip, label=conn.label))
+                for j in range(k):
+                    recurrent.append(nengo.Connection(pre, post, transform=w / k, synapse=tau_chip,
+                                                      label=conn.label if k == 1 else f"{conn.label} [{j + 1}/{k}]"))
         probes = {}
         for probe in net.model.all_probes:
             if _base(probe.target) is net.source:
                 continue  # the filtered input is computed on the host
             target = ens_map[_base(probe.target)].neurons
             probes[probe] = nengo.Probe(target, synapse=probe.synapse)
-    return ChipNetwork(model, axons, ens_map, inputs, recurrent, probes, count_bits, size, notes)
+    return ChipNetwork(model, axons, ens_map, inputs, recurrent, probes, count_bits, size, masks, units, notes)
 
 
-def bit_planes(counts: np.ndarray, count_bits: int) -> tuple[np.ndarray, int]:
+class UnitShaper:
+    """Host side of the unit lines: counts -> unit spikes per step, with carried state.
+
+    A binary line of a connection with synapse ``tau_from`` is sent to a chip
+    whose synapse is ``tau_to < tau_from``: each step's value ``g`` is passed
+    through the ratio of the two first-order filters (as Nengo discretises
+    them), ``x[n] = k (g[n] - a_to g[n-1]) + a_from x[n-1]`` with
+    ``k = (1 - a_from) / (1 - a_to)``, so that the chip's filter of ``x``
+    equals the reference filter of ``g``; ``x`` is then quantised into whole
+    units by error feedback (running sum rounded), which keeps every unit of
+    the total. Without shaping a count ``c`` becomes ``c * n_units`` units.
+
+    Parameters
+    ----------
+    units : dict
+        As :attr:`ChipNetwork.units`.
+    dt : float
+        Step (s).
+    """
+
+    def __init__(self, units: dict, dt: float):
+        self.lines = np.array(sorted(units), dtype=np.int64)
+        self.base = np.array([units[i][0] for i in self.lines], dtype=np.int64)
+        self.n = np.array([units[i][1] for i in self.lines], dtype=np.int64)
+        self.filters = []
+        for i in self.lines:
+            taus = units[i][2]
+            if taus is None:
+                self.filters.append(None)
+                continue
+            a_from, a_to = np.exp(-dt / taus[0]), np.exp(-dt / taus[1])
+            k = (1 - a_from) / (1 - a_to)
+            self.filters.append(((np.array([k, -k * a_to]), np.array([1.0, -a_from])), np.zeros(1)))
+        self.cum = np.zeros(len(self.lines))  # running sum of x (units)
+        self.clipped = 0
+
+    def __call__(self, counts: np.ndarray) -> np.ndarray:
+        """Unit spikes per step and unit line, shape ``(n_steps, n_lines)`` (int)."""
+        from scipy.signal import lfilter
+
+        out = np.zeros((counts.shape[0], len(self.lines)), dtype=np.int64)
+        for j, (line, n, filt) in enumerate(zip(self.lines, self.n, self.filters)):
+            g = counts[:, line].astype(np.float64)
+            if filt is None:
+                want = np.rint(g * n).astype(np.int64)
+            else:
+                (b, a), zi = filt
+                x, zf = lfilter(b, a, g, zi=zi)
+                zi[:] = zf
+                run = self.cum[j] + np.cumsum(x) * n
+                q = np.floor(run + 0.5)
+                want = np.diff(q, prepend=np.floor(self.cum[j] + 0.5)).astype(np.int64)
+                self.cum[j] = run[-1] if len(run) else self.cum[j]
+            out[:, j] = np.minimum(want, n)
+            self.clipped += int(np.maximum(want - n, 0).sum())
+        return out
+
+
+def line_masks(net, count_bits: int) -> np.ndarray:
+    """Bit planes each source line needs: the bits of :func:`line_counts`.
+
+    Returns
+    -------
+    ndarray of int, shape (source size,)
+        Bit mask of the planes per source line.
+    """
+    return line_counts(net, count_bits)
+
+
+def line_counts(net, count_bits: int) -> np.ndarray:
+    """The largest count each source line can carry in a step (UP/DOWN lines: ``2**count_bits - 1``).
+
+    The network itself is asked: its ``input_rows`` with every UP/DOWN count at
+    ``2**count_bits - 1`` and a beat and a gate at every step, passed through a
+    copy of its delay-tap feed, give each source line's largest count (all
+    bits for UP/DOWN lines, the bits of ``rhythm_count`` for the beat train,
+    bit 0 for the gate). A line's count is 0 or that value (a beat train), or
+    anything up to it (UP/DOWN), so its bits are the bit planes it needs.
+
+    Returns
+    -------
+    ndarray of int, shape (source size,)
+    """
+    top = (1 << count_bits) - 1
+    feed = copy.deepcopy(net.feed)
+    depth = max(int(np.max(d)) for _, d in feed.groups) + 1
+    steps = np.arange(depth)
+    rows = net.input_rows(np.full((2 * net.n_channels, depth), top), beats=steps, gates=steps)
+    feed.push(rows)
+    for _ in range(depth):
+        out = feed.step(0.0)
+    return np.minimum(np.rint(out * net.dt).astype(np.int64), top)
+
+
+def bit_planes(counts: np.ndarray, count_bits: int, masks=None) -> tuple[np.ndarray, int]:
     """Split event counts into ``count_bits`` binary planes.
 
     Parameters
     ----------
     counts : ndarray of int, shape (n_steps, n_lines)
     count_bits : int
+    masks : ndarray of int, shape (n_lines,), optional
+        Planes available per line (see :func:`line_masks`); default all.
 
     Returns
     -------
     planes : ndarray of uint8, shape (n_steps, count_bits * n_lines)
         Columns ``b * n_lines ... (b + 1) * n_lines`` hold bit ``b`` of the counts.
     clipped : int
-        Events lost because a count exceeded ``2**count_bits - 1``.
+        Events lost: counts above ``2**count_bits - 1``, or not representable
+        with a line's planes.
     """
     top = (1 << count_bits) - 1
-    c = np.asarray(counts, dtype=np.int64)
-    clipped = int(np.maximum(c - top, 0).sum())
-    c = np.clip(c, 0, top)
+    m = np.full(np.shape(counts)[-1], top) if masks is None else np.asarray(masks, dtype=np.int64)
+    c0 = np.maximum(np.asarray(counts, dtype=np.int64), 0)
+    c = np.minimum(c0, m) & m
+    clipped = int((c0 - c).sum())
     planes = np.concatenate([(c >> b) & 1 for b in range(count_bits)], axis=1).astype(np.uint8)
     return planes, clipped
+
+
+def axon_spikes(chip: ChipNetwork, shaper: UnitShaper, counts: np.ndarray) -> tuple[np.ndarray, int]:
+    """Spikes of every input axon for a chunk of source-line counts.
+
+    Parameters
+    ----------
+    chip : ChipNetwork
+    shaper : UnitShaper
+        Carries the pre-shaping state of the unit lines across chunks.
+    counts : ndarray of int, shape (n_steps, source size)
+        Events per step and source line (the source Node output times ``dt``).
+
+    Returns
+    -------
+    spikes : ndarray of uint8, shape (n_steps, n_axons)
+        Bit planes first (see :func:`bit_planes`), then the unit axons.
+    clipped : int
+        Events that could not be sent (counts beyond a line's planes or units).
+    """
+    counts = np.array(counts, dtype=np.int64)
+    before = shaper.clipped
+    units = shaper(counts)  # unit lines: the binary lines of strong or slow connections (the gate)
+    counts[:, shaper.lines] = 0
+    planes, clipped = bit_planes(counts, chip.count_bits, chip.masks)
+    out = np.zeros((counts.shape[0], chip.axons.output.n_axons), dtype=np.uint8)
+    out[:, :planes.shape[1]] = planes
+    for j, (base, n) in enumerate(zip(shaper.base, shaper.n)):
+        out[:, base:base + n] = np.arange(n)[None, :] < units[:, [j]]
+    return out, clipped + shaper.clipped - before
 
 
 class LoihiRunner(Runner):
@@ -367,8 +592,9 @@ class LoihiRunner(Runner):
             shape, shape, net.dt, rng=None, state=probe.synapse.make_state(shape, shape, net.dt))
         self._u_prev = np.zeros(shape)
         self._fan_in, self._fan_rec = self._fanouts()
+        self._shaper = UnitShaper(self.chip.units, net.dt)
         self.counters = dict.fromkeys(["steps", "input_spikes", "clipped_events", "neuron_spikes",
-                                       "synaptic_ops", "cpu_s", "wall_s"], 0)
+                                       "synaptic_ops", "overflows", "cpu_s", "wall_s"], 0)
 
     @classmethod
     def configure(cls, net, block_steps: int, backend) -> "LoihiRunner":
@@ -377,8 +603,7 @@ class LoihiRunner(Runner):
 
     def _fanouts(self) -> tuple[np.ndarray, np.ndarray]:
         """Synapses reached by one spike on each input axon / each neuron (synaptic ops per spike)."""
-        size = self.chip.source_size
-        fan_in = np.zeros(size * self.count_bits, dtype=np.int64)
+        fan_in = np.zeros(self.chip.axons.output.n_axons, dtype=np.int64)
         for conn, _, ax_idx in self.chip.inputs:
             syn = self.sim.model.objs[conn]["weights"]
             for k, axon in enumerate(ax_idx):
@@ -404,20 +629,24 @@ class LoihiRunner(Runner):
             # a reference probe sees the Node output of the previous step: same here
             u[k] = self._u_filter(0.0, self._u_prev)
             self._u_prev = rows[k, self._u_index]
-        planes, clipped = bit_planes(np.rint(rows * net.dt).astype(np.int64), self.count_bits)
-        spikes = [(self._spike_input, self.steps + k + 1, np.flatnonzero(planes[k]))
-                  for k in np.flatnonzero(planes.any(axis=1))]
+        ax, clipped = axon_spikes(self.chip, self._shaper, np.rint(rows * net.dt).astype(np.int64))
+        spikes = [(self._spike_input, self.steps + k + 1, np.flatnonzero(ax[k]))
+                  for k in np.flatnonzero(ax.any(axis=1))]
         self._iface.host2chip(spikes, [])
-        self.sim.run_steps(n)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self.sim.run_steps(n)
+        self.counters["overflows"] += sum("Overflow" in str(w.message) for w in caught)
         a = np.array(self.sim.data[self._p_act])
         s = np.rint(np.asarray(self.sim.data[self._p_spikes]) * net.dt).astype(np.int64)
         self.sim.clear_probes()
         c = self.counters
         c["steps"] += n
-        c["input_spikes"] += int(planes.sum())
+        per_axon = ax.sum(axis=0, dtype=np.int64)
+        c["input_spikes"] += int(per_axon.sum())
         c["clipped_events"] += clipped
         c["neuron_spikes"] += int(s.sum())
-        c["synaptic_ops"] += int(planes.sum(axis=0) @ self._fan_in + s.sum(axis=0) @ self._fan_rec)
+        c["synaptic_ops"] += int(per_axon @ self._fan_in + s.sum(axis=0) @ self._fan_rec)
         c["cpu_s"] += time.process_time() - c0
         c["wall_s"] += time.perf_counter() - w0
         return u, a, s
