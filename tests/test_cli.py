@@ -78,7 +78,7 @@ def test_analyze_ecg_writes_report(ecg_report, mitdb):
         assert (ecg_report / name).is_file(), name
     header = (ecg_report / "events.tsv").read_text().splitlines()[0].split("\t")
     assert header == ["onset", "duration", "trial_type", "score", "channels"]
-    beats = np.loadtxt(ecg_report / "beats.tsv", skiprows=1, ndmin=2)
+    beats = np.genfromtxt(ecg_report / "beats.tsv", skip_header=1, ndmin=2)  # n/a (bad signal) -> nan
     ann = wfdb.rdann(str(mitdb / "106"), "atr", sampto=60 * 360)
     n_ref = sum(s in "NLRejAaJSVEF/fQ" for s in ann.symbol)
     assert abs(len(beats) - n_ref) <= 2, (len(beats), n_ref)

@@ -50,6 +50,11 @@ def read_tsv(path: Path) -> list[dict]:
     return [dict(zip(head, ln.split("\t"))) for ln in lines[1:]]
 
 
+def anomalies(folder: Path) -> list[dict]:
+    """The anomaly rows of events.tsv (not the signal_quality spans)."""
+    return [e for e in read_tsv(folder / "events.tsv") if e["trial_type"] == "anomaly"]
+
+
 @pytest.fixture(scope="module")
 def cfg_file(tmp_path_factory) -> Path:
     """ECG defaults with events allowed from 10 s at z >= 2.5 (short segments get events)."""
@@ -81,7 +86,7 @@ def ecg_runs(analysis, mitdb, cfg_file, tmp_path_factory):
 def test_summary_is_complete(ecg_runs, mitdb, cfg_file):
     folder = ecg_runs[0]
     s = json.loads((folder / "summary.json").read_text())
-    events = read_tsv(folder / "events.tsv")
+    events = anomalies(folder)
     assert s["recording_id"] == "106" and s["input"]["file"] == "106.hea" and s["input"]["format"] == "wfdb"
     for name in ("106.hea", "106.dat", "106.atr"):
         assert s["input"]["files_sha256"][name] == hashlib.sha256((mitdb / name).read_bytes()).hexdigest()
@@ -134,7 +139,7 @@ def test_same_input_config_seed_gives_identical_outputs(ecg_runs):
 def test_edf_export_round_trip(ecg_runs, analysis):
     folder = ecg_runs[0]
     rec, _, _ = analysis
-    events = read_tsv(folder / "events.tsv")
+    events = anomalies(folder)
     raw = mne.io.read_raw_edf(folder / "recording.edf", preload=True, verbose="error")
     assert raw.ch_names == ["MLII", "V1"] and raw.info["sfreq"] == 360.0
     assert raw.n_times == 60 * 360
@@ -156,13 +161,14 @@ def test_annotations_csv_read_by_mne(ecg_runs):
     folder = ecg_runs[0]
     events = read_tsv(folder / "events.tsv")
     ann = mne.read_annotations(folder / "annotations.csv")
-    assert list(ann.description) == ["spikewatch anomaly"] * len(events)
+    assert list(ann.description) == [f"spikewatch {e['trial_type']}" for e in events]
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
     absolute = (ann.orig_time - epoch).total_seconds() + ann.onset  # no date: seconds from the start
     np.testing.assert_allclose(absolute, [float(e["onset"]) for e in events], atol=1e-4)
     np.testing.assert_allclose(ann.duration, [float(e["duration"]) for e in events], atol=1e-6)
     assert [tuple(c) for c in ann.ch_names] == [tuple(e["channels"].split(",")) for e in events]
-    assert [x["score"] for x in ann.extras] == [float(e["score"]) for e in events]
+    num = lambda v: v if v == "n/a" else float(v)  # noqa: E731  (signal_quality spans have no score)
+    assert [num(x["score"]) for x in ann.extras] == [num(e["score"]) for e in events]
 
 
 def test_edf_export_non_integer_sfreq_and_no_html(data_dir, tmp_path):
@@ -193,7 +199,7 @@ def test_report_html_content(ecg_runs, analysis, cfg_file, tmp_path):
 
     folder = ecg_runs[0]
     text = (folder / "report.html").read_text(encoding="utf-8")
-    n_events = len(read_tsv(folder / "events.tsv"))
+    n_events = len(anomalies(folder))
     assert "<title>spikewatch report: 106</title>" in text
     assert not re.search(r"Created on \d{4}-\d\d-\d\d", text)  # no time stamp: deterministic page
     for title in ("Recording and provenance", "Anomaly score over time", "Flagged events", "Network activity",

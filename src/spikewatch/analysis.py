@@ -19,6 +19,7 @@ from spikewatch.detect import (Event, RPeakStream, beat_scores, make_events, rob
                                window_scores)
 from spikewatch.errors import RecordingError, SpikewatchError
 from spikewatch.preprocess import CausalFilter
+from spikewatch.quality import SignalQuality, input_memory_s
 from spikewatch.snn.backends import open_runner
 from spikewatch.snn.encoding import DeltaEncoder
 from spikewatch.snn.network import DetectorNetwork, weight_scale_for
@@ -65,6 +66,10 @@ class AnalysisResult:
     backend_report: dict = field(default_factory=dict)
     #: provenance of the deployed bundle analysed with (empty when learning online)
     model: dict = field(default_factory=dict)
+    #: spans of unusable signal (trial_type "signal_quality"; score NaN), see spikewatch.quality
+    quality_events: list[Event] = field(default_factory=list)
+    #: the quality check's settings, references and figures (summary.json "signal_quality")
+    quality: dict = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -156,6 +161,13 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
     is_ecg = rec.modality == "ecg"
     rstream = RPeakStream(sfreq) if is_ecg else None
     n_total = s1 - s0
+    quality = None
+    if cfg.quality.enabled:  # reference: the raw calibration period (also with a bundle)
+        t = time.perf_counter()
+        q_end = min(s1, s0 + max(int(round(cfg.encoding.calibration_s * sfreq)), 1))
+        labels = [rec.ch_names[p] if isinstance(p, int) else p for p in picks]
+        quality = SignalQuality(cfg.quality, sfreq, labels, n_total, read(s0, q_end))
+        timings["encode"] += time.perf_counter() - t
     score = np.empty(n_total, dtype=np.float32)
     bin_len = max(int(round(ACTIVITY_BIN_S * sfreq)), 1)
     n_bins = -(-n_total // bin_len)
@@ -179,11 +191,12 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
     try:
         for a in range(s0, s1, chunk):
             b = min(a + chunk, s1)
-            xl = read(a, min(b + look, s1))
+            ahead = max(look, quality.lookahead if quality is not None else 0)
+            xl = read(a, min(b + ahead, s1))
             x = xl[:, : b - a]
             t = time.perf_counter()
             y = filt(x)
-            y_look = filt.copy()(xl[:, b - a:]) if xl.shape[1] > b - a else None
+            y_look = filt.copy()(xl[:, b - a: b - a + look]) if look and xl.shape[1] > b - a else None
             timings["filter"] += time.perf_counter() - t
             i0 = a - s0
 
@@ -214,6 +227,11 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
                 now = pending_gates[(pending_gates >= i0) & (pending_gates < i0 + (b - a))] - i0
                 pending_gates = pending_gates[pending_gates >= i0 + (b - a)]
             ev_in = net.input_rows(ev, beats, now)
+            if quality is not None:  # unusable signal: no input at all, so nothing is learned from it
+                bad = quality.push(xl, i0, b - a)
+                if bad.any():
+                    ev_in = ev_in.copy()
+                    ev_in[:, bad] = 0
             timings["encode"] += time.perf_counter() - t
 
             t = time.perf_counter()
@@ -256,17 +274,36 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
         neuron_activity=neuron_activity, input_activity=activity, weight_snapshots=snapshots,
         weight_scale=scale, model=bundle.summary() if bundle is not None else {},
     )
+    memory = input_memory_s(cfg.network)
+
+    def scored(values: np.ndarray, times: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+        """(scores, z): items whose score steps lo..hi meet bad signal get NaN and stay out of the baseline."""
+        keep = np.ones(len(values), bool) if quality is None else ~quality.excluded(lo, hi, memory)
+        values = np.where(keep, values, np.nan)
+        z = np.full(len(values), np.nan)
+        z[keep] = robust_z(values[keep], times[keep], det.baseline_s)
+        return values, z, int((~keep).sum())
+
     if is_ecg:
         rp = rstream.result()
         result.rpeaks = rp
-        result.beat_score = beat_scores(score, rp, sfreq, det.beat_window_s, det.beat_stat)
-        result.beat_z = robust_z(result.beat_score, rp / sfreq, det.baseline_s)
+        bs = beat_scores(score, rp, sfreq, det.beat_window_s, det.beat_stat)
+        w0, w1 = (int(round(w * sfreq)) for w in det.beat_window_s)
+        result.beat_score, result.beat_z, n_out = scored(bs, rp / sfreq, rp + w0, rp + w1)
         result.events = make_events(rp / sfreq, result.beat_z, det.event_span_s, det, channels_for)
     else:
         on, ws = window_scores(score, sfreq, det.window_s)
-        result.window_onsets, result.window_score = on, ws
-        result.window_z = robust_z(ws, on, det.baseline_s)
+        first = np.round(on * sfreq).astype(np.int64)
+        width = max(int(round(det.window_s * sfreq)), 1)
+        result.window_onsets = on
+        result.window_score, result.window_z, n_out = scored(ws, on, first, first + width - 1)
         result.events = make_events(on, result.window_z, (0.0, det.window_s), det, channels_for)
+    if quality is not None:
+        result.quality_events = [Event(round(sp.onset + result.start_s, 4), sp.duration, float("nan"), sp.channels,
+                                       "signal_quality") for sp in quality.spans()]
+        result.quality = quality.summary(n_out, "beat" if is_ecg else "window", memory)
+    else:
+        result.quality = {"enabled": False}
     for e in result.events:  # events are reported relative to the recording start
         e.onset = round(e.onset + result.start_s, 4)
     timings["detect"] += time.perf_counter() - t

@@ -136,6 +136,22 @@ class DetectionConfig(_Section):
     warmup_s: float = Field(30.0, ge=0, description="No events before this time (network still learning).")
 
 
+class QualityConfig(_Section):
+    """Signal-quality check: flat, clipped or very noisy spans are reported as signal_quality events and
+    kept out of anomaly scoring and STDP learning (see spikewatch/quality.py)."""
+
+    enabled: bool = Field(True, description="Check the signal quality (false = every span is analysed).")
+    window_s: float = Field(1.0, gt=0, description="Window length of the check (s); windows are aligned to "
+                            "the analysis start.")
+    flat_ratio: float = Field(0.02, ge=0, lt=1, description="A window is flat when its range or its largest "
+                              "second difference is at most this fraction of the calibration period's median.")
+    clip_fraction: float = Field(0.2, gt=0, le=1, description="A window is clipped when at least this fraction "
+                                 "of its samples sits in runs of >= 3 equal values at its maximum or minimum.")
+    noise_ratio: float | None = Field(3.0, gt=1, description="A window is noise when its line length (mean "
+                                      "absolute first difference) exceeds this multiple of the calibration "
+                                      "period's median; null = no noise rule (EEG: seizures raise line length).")
+
+
 class ReportConfig(_Section):
     """What is written for each recording."""
 
@@ -204,6 +220,7 @@ class Config(_Section):
     network: NetworkConfig = Field(default_factory=NetworkConfig)
     stdp: STDPConfig = Field(default_factory=STDPConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     report: ReportConfig = Field(default_factory=ReportConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)

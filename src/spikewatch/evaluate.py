@@ -171,8 +171,8 @@ def score_ecg(record_id: str, events: list[tuple[float, float]], beat_onsets: np
     if len(beat_onsets) and len(t):
         k = np.clip(np.searchsorted(beat_onsets, t), 1, len(beat_onsets) - 1)
         near = np.where(np.abs(beat_onsets[k] - t) < np.abs(beat_onsets[k - 1] - t), k, k - 1)
-        matched = np.abs(beat_onsets[near] - t) <= tol
         s = np.asarray(beat_scores)[near]
+        matched = (np.abs(beat_onsets[near] - t) <= tol) & np.isfinite(s)  # unscored (bad signal) beats out
         nm = matched & (c == "N")
         am = matched & abn
         sc.auc_abnormal = roc_auc(np.r_[s[am], s[nm]], np.r_[np.ones(am.sum(), bool), np.zeros(nm.sum(), bool)])
@@ -198,14 +198,16 @@ def load_report(folder: Path) -> dict:
         summary = json.loads(summ_path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise SpikewatchError(f"{summ_path}: not a spikewatch report ({exc})") from None
-    events = [(float(r["onset"]), float(r["duration"])) for r in read_tsv(folder / "events.tsv")]
+    events = [(float(r["onset"]), float(r["duration"])) for r in read_tsv(folder / "events.tsv")
+              if r.get("trial_type", "anomaly") == "anomaly"]  # not the signal_quality spans
     beats = read_tsv(folder / "beats.tsv") if (folder / "beats.tsv").is_file() else []
+    num = lambda v: float("nan") if v == "n/a" else float(v)  # noqa: E731  (n/a: beat in bad signal)
     return {
         "summary": summary,
         "events": events,
         "beat_onsets": np.array([float(r["onset"]) for r in beats]),
-        "beat_z": np.array([float(r["z"]) for r in beats]),
-        "beat_score": np.array([float(r["score"]) for r in beats]),
+        "beat_z": np.array([num(r["z"]) for r in beats]),
+        "beat_score": np.array([num(r["score"]) for r in beats]),
     }
 
 

@@ -39,10 +39,14 @@ EVENTS_SIDECAR = {
     "duration": {"Description": "Length of the flagged span", "Units": "s"},
     "trial_type": {
         "Description": "Kind of event",
-        "Levels": {"anomaly": "Input the STDP-trained network does not explain (abnormal beat or EEG pattern)"},
+        "Levels": {"anomaly": "Input the STDP-trained network does not explain (abnormal beat or EEG pattern)",
+                   "signal_quality": "Unusable signal (flat, clipped or very noisy channel): not scored, "
+                                     "not learned from (the network gets no input during it)"},
     },
-    "score": {"Description": "Largest robust z-score of the anomaly score within the event", "Units": "z"},
-    "channels": {"Description": "Comma-separated channels whose input activity drove the event"},
+    "score": {"Description": "Largest robust z-score of the anomaly score within the event "
+                             "(n/a for signal_quality)", "Units": "z"},
+    "channels": {"Description": "Comma-separated channels whose input activity drove the event "
+                                "(signal_quality: the unusable channels)"},
 }
 #: summary.json keys holding wall times (they differ between identical runs)
 TIMING_KEYS = ("timing_s", "realtime_factor", "realtime_factor_by_stage", "report_timing_s")
@@ -117,6 +121,16 @@ def edf_labels(names: list[str]) -> list[str]:
     return out
 
 
+def all_events(result: AnalysisResult) -> list:
+    """Anomaly and signal-quality events of an analysis, by onset."""
+    return sorted(result.events + result.quality_events, key=lambda e: (e.onset, e.trial_type))
+
+
+def _num(value: float, fmt: str) -> str:
+    """A number as written in the TSV/CSV files; ``n/a`` when it is missing (NaN)."""
+    return format(value, fmt) if np.isfinite(value) else "n/a"
+
+
 def event_description(event) -> str:
     """Annotation text of an event in ``annotations.csv`` and ``recording.edf``."""
     return f"spikewatch {event.trial_type}"
@@ -130,13 +144,13 @@ def annotations_csv(result: AnalysisResult, rec, cfg: Config) -> str:
     for no date) plus the event's seconds from the recording start. Extra
     columns: ``score`` (largest z) and ``ch_names`` (the event's channels).
     """
-    ev = result.events
+    ev = all_events(result)
     ann = mne.Annotations([e.onset for e in ev], [e.duration for e in ev], [event_description(e) for e in ev],
                           orig_time=output_meas_date(rec.raw.info["meas_date"], cfg.report))
     df = ann.to_data_frame(time_format="datetime")
     # ch_names as MNE's reader parses them (':'-joined); MNE's own writer puts a tuple repr here
     df["ch_names"] = [":".join(c.replace(":", "{COLON}") for c in e.channels) for e in ev]
-    df["score"] = [f"{e.score:.4f}" for e in ev]
+    df["score"] = [_num(e.score, ".4f") for e in ev]
     buf = io.StringIO()
     df.to_csv(buf, index=False, lineterminator="\n")
     return buf.getvalue()
@@ -176,9 +190,10 @@ def export_edf(path: Path, result: AnalysisResult, rec, cfg: Config) -> dict:
     info = export_info(rec.raw.info, labels, [result.modality] * len(labels), cfg.report)
     if info["meas_date"] is not None:
         info.set_meas_date(info["meas_date"] + dt.timedelta(seconds=result.start_s))
-    onset = [e.onset - result.start_s for e in result.events]
-    desc = [event_description(e) for e in result.events]
-    dur = [e.duration for e in result.events]
+    events = all_events(result)
+    onset = [e.onset - result.start_s for e in events]
+    desc = [event_description(e) for e in events]
+    dur = [e.duration for e in events]
     per_record = int(np.floor(sfreq))
     if sfreq != per_record and data.shape[1] % per_record:
         # MNE writes records of floor(sfreq) samples at a non-integer rate but does not pad the last one
@@ -249,6 +264,8 @@ def summary_dict(result: AnalysisResult, rec, cfg: Config, input_sha: str, per_f
         "spikes_per_channel": result.spikes_per_channel,
         "encoding": result.encoding,
         "n_events": len(result.events),
+        "n_signal_quality_events": len(result.quality_events),
+        "signal_quality": result.quality or None,
         "n_beats": int(len(result.rpeaks)) if result.modality == "ecg" else None,
         "network": {
             "neuron_spikes": result.neuron_spikes.tolist(),
@@ -311,14 +328,14 @@ def write_outputs(result: AnalysisResult, rec, cfg: Config, out: str | Path) -> 
     summary = summary_dict(result, rec, cfg, digest, per_file)
     with report_dir(out, result.record_id) as tmp:
         write_tsv(tmp / "events.tsv", ["onset", "duration", "trial_type", "score", "channels"],
-                  ([f"{e.onset:.4f}", f"{e.duration:.4f}", e.trial_type, f"{e.score:.4f}",
-                    ",".join(e.channels) or None] for e in result.events))
+                  ([f"{e.onset:.4f}", f"{e.duration:.4f}", e.trial_type, _num(e.score, ".4f"),
+                    ",".join(e.channels) or None] for e in all_events(result)))
         if cfg.report.events_sidecar:
             write_json(tmp / "events.json", EVENTS_SIDECAR)
         if result.modality == "ecg":
             onsets = result.start_s + result.rpeaks / result.sfreq
             write_tsv(tmp / "beats.tsv", ["onset", "score", "z"],
-                      ([f"{o:.4f}", f"{s:.6g}", f"{z:.4f}"]
+                      ([f"{o:.4f}", _num(s, ".6g"), _num(z, ".4f")]
                        for o, s, z in zip(onsets, result.beat_score, result.beat_z)))
         atomic_write_text(tmp / "annotations.csv", annotations_csv(result, rec, cfg))
         report_t = {}

@@ -75,9 +75,16 @@ def _pool_sum(a: np.ndarray, n: int) -> tuple[np.ndarray, int]:
     return a.reshape(a.shape[0], -1, g).sum(axis=2), g
 
 
-def _shade_events(ax, events, color="tab:red", alpha=0.18):
+def _shade_events(ax, events, color="tab:red", alpha=0.18, **kw):
     for e in events:
-        ax.axvspan(e.onset, e.onset + max(e.duration, 0.05), color=color, alpha=alpha, lw=0)
+        ax.axvspan(e.onset, e.onset + max(e.duration, 0.05), color=color, alpha=alpha, lw=0, **kw)
+        kw.pop("label", None)  # one legend entry
+
+
+def _shade_quality(ax, result: AnalysisResult, label: bool = False):
+    """Hatch the spans of unusable signal (not scored, not learned from)."""
+    _shade_events(ax, result.quality_events, color="0.45", alpha=0.25, hatch="///",
+                  label="unusable signal (not scored)" if label and result.quality_events else None)
 
 
 def _detection_series(result: AnalysisResult, cfg: Config):
@@ -112,6 +119,7 @@ def overview_figure(result: AnalysisResult, cfg: Config) -> Figure:
     for a in (a1, a2):
         a.axvspan(result.start_s, warm, color="0.85", lw=0, label="warm-up (no events)" if a is a2 else None)
         _shade_events(a, result.events)
+        _shade_quality(a, result, label=a is a2)
     times, z, kind = _detection_series(result, cfg)
     item_score = result.beat_score if result.modality == "ecg" else result.window_score
     a1.plot(times[:len(item_score)], item_score, ".", ms=2.5, color="tab:orange", label=f"{kind} score")
@@ -125,7 +133,9 @@ def overview_figure(result: AnalysisResult, cfg: Config) -> Figure:
     a2.set_xlabel("time from the recording start (s)")
     a2.set_xlim(result.start_s, end)
     a2.legend(loc="lower left", bbox_to_anchor=(0, 1), fontsize=7, ncols=4, frameon=False)
-    a1.set_title(f"{len(result.events)} flagged event(s), shaded red", fontsize=9, loc="left")
+    bad = (f"; {len(result.quality_events)} span(s) of unusable signal, hatched grey"
+           if result.quality_events else "")
+    a1.set_title(f"{len(result.events)} flagged event(s), shaded red{bad}", fontsize=9, loc="left")
     return fig
 
 
@@ -357,6 +367,14 @@ def _facts_html(result: AnalysisResult, summary: dict) -> str:
         ("channels", ", ".join(result.channels)),
         ("flagged events", len(result.events)),
     ]
+    q = result.quality or {}
+    if q.get("enabled"):
+        kind = "beats" if result.modality == "ecg" else "windows"
+        excluded = q.get(f"excluded_{kind}", 0)
+        rows.append(("signal quality", f"{q['n_spans']} unusable span(s), {q['bad_s']:g} s; {excluded} {kind} "
+                                       "not scored; no input to the network (no learning) during them"))
+    elif q:
+        rows.append(("signal quality", "check off (quality.enabled: false)"))
     if result.modality == "ecg":
         rows.append(("beats", len(result.rpeaks)))
     rows += [
@@ -373,16 +391,34 @@ def _facts_html(result: AnalysisResult, summary: dict) -> str:
             "(kept out of this page so the same analysis gives the same page).</p>")
 
 
+def _quality_html(result: AnalysisResult, limit: int = 200) -> str:
+    """Table of the signal_quality spans with the reason per channel."""
+    spans = (result.quality or {}).get("spans", [])
+    if not result.quality_events:
+        return ""
+    rows = []
+    for e, sp in list(zip(result.quality_events, spans))[:limit]:
+        why = "; ".join(f"{ch}: {', '.join(r)}" for ch, r in sp["reasons"].items())
+        rows.append((f"{e.onset:.3f}", f"{e.duration:.3f}", why))
+    more = (f"<p class='small'>First {limit} of {len(result.quality_events)} spans; all are in events.tsv "
+            "(trial_type signal_quality).</p>" if len(result.quality_events) > limit else "")
+    return ("<p class='small'>Unusable signal (flat: lead off or gap; clipped: saturated; noise: line length "
+            "far above the calibration period's). The network got no input during these spans, so it learned "
+            "nothing from them, and beats/windows in them or just after them were not scored.</p>"
+            + _table(rows, ["onset (s)", "duration (s)", "channel: reason"]) + more)
+
+
 def _events_html(result: AnalysisResult, shown: int, limit: int = 200) -> str:
     if not result.events:
-        return "<p>No event was flagged.</p>"
+        return "<p>No event was flagged.</p>" + _quality_html(result)
     rows = [(f"{e.onset:.3f}", f"{e.duration:.3f}", e.trial_type, f"{e.score:.2f}", ", ".join(e.channels))
             for e in result.events[:limit]]
     more = (f"<p class='small'>First {limit} of {len(result.events)} events; all are in events.tsv.</p>"
             if len(result.events) > limit else "")
     note = (f"<p class='small'>The event sections below show the {shown} highest-scoring of "
             f"{len(result.events)} events (report.max_event_sections).</p>")
-    return _table(rows, ["onset (s)", "duration (s)", "type", "score (z)", "channels"]) + more + note
+    return (_table(rows, ["onset (s)", "duration (s)", "type", "score (z)", "channels"]) + more + note
+            + _quality_html(result))
 
 
 def build_html(result: AnalysisResult, rec, cfg: Config, summary: dict, scratch: str | Path) -> str:
@@ -419,7 +455,8 @@ def build_html(result: AnalysisResult, rec, cfg: Config, summary: dict, scratch:
                  f"and each {kind}'s score (orange). Bottom: robust z-score of each {kind}'s score against the previous "
                  f"{cfg.detection.baseline_s:g} s; {kind}s at or above z = {thr:g} are flagged and merged "
                  f"into events (red spans). Grey: warm-up ({cfg.detection.warmup_s:g} s) while the network "
-                 f"first learns the recording, when no event is reported."))
+                 f"first learns the recording, when no event is reported. Hatched grey: unusable signal "
+                 f"(signal quality check), not scored and not learned from."))
     rep.add_html(_events_html(result, len(ranked)), title="Flagged events", section="Overview")
     rep.add_html(_facts_html(result, summary), title="Recording and provenance", section="Overview")
 
