@@ -187,15 +187,18 @@ class SignalQuality:
         if self.done < last:
             first = self.done
             avail = i0 + x.shape[1]
+            if avail < min(last * self.win, self.n_steps):
+                raise ValueError(f"quality check needs the signal up to step {min(last * self.win, self.n_steps)}"
+                                 f" (one window past the chunk), got up to {avail}")
             full_end = min(last, avail // self.win)  # complete windows available
             if full_end > first:
                 seg = x[:, first * self.win - i0: full_end * self.win - i0]
                 for ch in range(x.shape[0]):
                     blocks = seg[ch].reshape(full_end - first, self.win)
                     self.flags[first:full_end, ch] = self._classify(window_features(blocks), ch)
-            if full_end < last:  # the span's last, shorter window
+            if full_end < last:  # the span's last, shorter window: judged only if at least half a window
                 tail = x[:, full_end * self.win - i0: self.n_steps - i0]
-                if tail.shape[1] >= CLIP_RUN:
+                if 2 * tail.shape[1] >= self.win:
                     for ch in range(x.shape[0]):
                         self.flags[full_end, ch] = self._classify(window_features(tail[ch][None, :]), ch)[0]
             self.done = last
