@@ -55,7 +55,7 @@ def _root(
 
 @app.command()
 def info(
-    path: Path = typer.Argument(..., help="Recording: EDF/BDF/FIF/..., WFDB record (.hea or stem), text/MAT segment, or a folder of per-channel text files."),
+    path: Path = typer.Argument(..., readable=False, help="Recording: EDF/BDF/FIF/..., WFDB record (.hea or stem), text/MAT segment, or a folder of per-channel text files."),
     sfreq: Optional[float] = typer.Option(None, help="Sampling rate for header-less segments (Hz)."),
     modality: Optional[str] = typer.Option(None, help="Override the inferred modality: ecg or eeg."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config (its io section is used)."),
@@ -86,7 +86,7 @@ def info(
 
 @app.command()
 def analyze(
-    path: Path = typer.Argument(..., help="Recording to analyse."),
+    path: Path = typer.Argument(..., readable=False, help="Recording to analyse."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; default configs/<modality>.yaml."),
     out_dir: Path = typer.Option(Path("reports"), "--out", "-o", help="Output folder; the report goes to OUT/<recording-id>/."),
     start: Optional[float] = typer.Option(None, help="Start of the analysed span (s)."),
@@ -155,7 +155,7 @@ def _print_chip(report: dict, title: str) -> None:
 
 @app.command()
 def deploy(
-    path: Path = typer.Argument(..., help="Training recording."),
+    path: Path = typer.Argument(..., readable=False, help="Training recording."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Bundle folder to write (replaced if it is a bundle)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; default configs/<modality>.yaml."),
     start: Optional[float] = typer.Option(None, help="Start of the training span (s); default backend.train_start_s."),

@@ -79,7 +79,8 @@ def window_features(x: np.ndarray) -> dict[str, np.ndarray]:
     Parameters
     ----------
     x : ndarray, shape (n_windows, n_samples)
-        One channel's windows (or any stack of them), at least 3 samples each.
+        One channel's windows (or any stack of them); fewer than 3 samples give
+        zero curvature (and fewer than 2 zero line length).
 
     Returns
     -------
@@ -94,8 +95,8 @@ def window_features(x: np.ndarray) -> dict[str, np.ndarray]:
     d1 = np.diff(x, axis=1)
     return {
         "ptp": (hi - lo)[:, 0],
-        "curv": np.abs(np.diff(d1, axis=1)).max(axis=1),
-        "ll": np.abs(d1).mean(axis=1),
+        "curv": np.abs(np.diff(d1, axis=1)).max(axis=1, initial=0.0),
+        "ll": np.abs(d1).sum(axis=1) / max(d1.shape[1], 1),
         "clip": np.minimum(_run_fraction(x == hi, CLIP_RUN) + _run_fraction(x == lo, CLIP_RUN), 1.0),
     }
 

@@ -11,7 +11,7 @@ import mne
 import numpy as np
 
 from spikewatch.errors import RecordingError
-from spikewatch.io._checks import check_finite
+from spikewatch.io._checks import check_finite, condense
 
 Picks = str | int | Sequence[str | int] | None
 
@@ -144,9 +144,14 @@ class Recording:
         return idx
 
     def _read(self, idx: list[int], start: int, stop: int) -> np.ndarray:
-        # raw[picks, start:stop] is what get_data returns here, without get_data building the
-        # whole time axis on every call (O(n_times): seconds per chunk on a 24-hour recording)
-        data = self.raw[np.asarray(idx, dtype=int), start:stop][0]
+        try:
+            # raw[picks, start:stop] is what get_data returns here, without get_data building the
+            # whole time axis on every call (O(n_times): seconds per chunk on a 24-hour recording)
+            data = self.raw[np.asarray(idx, dtype=int), start:stop][0]
+        except RecordingError:
+            raise
+        except Exception as exc:  # a reader failing on a damaged file (short data, bad tags, ...)
+            raise RecordingError(self.path, f"cannot read samples {start}-{stop}: {condense(exc)}") from exc
         data = np.asarray(data, dtype=np.float64)
         check_finite(self.path, data, [self.raw.ch_names[i] for i in idx], start, self.sfreq)
         return data

@@ -35,6 +35,7 @@ _BYTES_PER_SAMPLE = {
     "310": 4.0 / 3.0,
     "311": 4.0 / 3.0,
 }
+_COMPRESSED = ("508", "516", "524")  # FLAC: length not predictable from the file size
 _DEFAULT_FS = 250.0  # WFDB's default when the header omits the rate
 _MARGIN_SECONDS = 1.0  # context read around invalid samples so chunked reads interpolate alike
 
@@ -163,6 +164,15 @@ def read_wfdb_header(hea: Path) -> WfdbHeader:
         raise RecordingError(hea, f"cannot parse WFDB header: {condense(exc)}") from exc
     if not isinstance(header, wfdb.Record) or header.n_sig != n_sig or not header.file_name:
         raise RecordingError(hea, "cannot parse WFDB header: signal lines do not match the record line")
+    if len(header.file_name) != n_sig:
+        raise RecordingError(hea, f"header declares {n_sig} signals but has {len(header.file_name)} signal lines")
+    for i in range(n_sig):
+        fmt = str(header.fmt[i])
+        if fmt not in _BYTES_PER_SAMPLE and fmt not in _COMPRESSED:
+            raise RecordingError(hea, f"signal {i + 1}: unknown WFDB storage format {fmt!r}")
+        spf = (header.samps_per_frame or [1] * n_sig)[i]
+        if spf is not None and int(spf) < 1:
+            raise RecordingError(hea, f"signal {i + 1}: invalid samples per frame {spf!r}")
     n_times = _check_signal_files(hea, header, sig_len)
     names = [str(n) for n in (header.sig_name or [f"ch{i + 1}" for i in range(n_sig)])]
     units = [str(u) if u else "mV" for u in (header.units or ["mV"] * n_sig)]
@@ -291,7 +301,15 @@ def read_atr(header: WfdbHeader) -> mne.Annotations:
     atr = Path(header.record + ".atr")
     if not atr.exists():
         return mne.Annotations([], [], [])
-    check_file(atr)
+    size = check_file(atr)
+    try:
+        with atr.open("rb") as fh:
+            fh.seek(max(size - 2, 0))
+            end = fh.read(2)
+    except OSError as exc:
+        raise RecordingError(atr, f"cannot read file: {condense(exc)}") from exc
+    if size % 2 or end != b"\x00\x00":  # WFDB annotation files end with a zero word
+        raise RecordingError(atr, f"truncated annotation file: {size} bytes without the end-of-file marker")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

@@ -9,6 +9,7 @@ when complete, so a folder with the final name is always a finished report.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
 import os
@@ -93,13 +94,70 @@ def _inside(root: Path, target: Path) -> bool:
         return False
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def clean_stale_reports(root: Path, name: str) -> list[Path]:
+    """Remove the temporary folders of report ``name`` that killed runs left in ``root``.
+
+    A writer holds an ``flock`` on its ``.<name>.*.partial`` folder while it
+    assembles it (released by the OS when the process dies), so only folders
+    nobody holds are removed; a ``.<name>.<pid>.old`` folder (the previous
+    report, moved aside for an instant) only when that process is gone.
+
+    Parameters
+    ----------
+    root : pathlib.Path
+        Output root.
+    name : str
+        Sanitised report name (see :func:`safe_id`).
+
+    Returns
+    -------
+    list of pathlib.Path
+        What was removed.
+    """
+    removed = []
+    for p in root.glob(f".{name}.*.partial"):
+        if p.is_symlink() or not p.is_dir():
+            continue
+        try:
+            fd = os.open(p, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # a live writer holds it
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+        finally:
+            os.close(fd)
+    for p in root.glob(f".{name}.*.old"):
+        pid = p.name[len(name) + 2: -len(".old")]
+        if pid.isdigit() and not p.is_symlink() and p.is_dir() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
+
+
 @contextmanager
 def report_dir(out: str | os.PathLike, record_id: str):
     """Build ``<out>/<record_id>/`` atomically.
 
     Yields a temporary folder inside ``out``; on success it replaces any
     previous report of the same id in one rename; on error it is removed and
-    the previous report (if any) stays untouched.
+    the previous report (if any) stays untouched. Temporary folders of the same
+    id left by killed runs are removed first (:func:`clean_stale_reports`).
 
     Parameters
     ----------
@@ -118,7 +176,10 @@ def report_dir(out: str | os.PathLike, record_id: str):
     final = root / safe_id(record_id)
     if not _inside(root, final.resolve().parent) or final.is_symlink():
         raise SpikewatchError(f"{final}: refusing to write outside --out or through a symlink")
+    clean_stale_reports(root, final.name)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=root))
+    lock = os.open(tmp, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(lock, fcntl.LOCK_EX)  # ours until this process ends (see clean_stale_reports)
     try:
         yield tmp
         old = None
@@ -131,3 +192,5 @@ def report_dir(out: str | os.PathLike, record_id: str):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(lock)
