@@ -6,6 +6,7 @@ These formats carry no sampling rate and no unit, so the caller supplies
 
 from __future__ import annotations
 
+import io
 import re
 from collections import Counter
 from pathlib import Path
@@ -133,9 +134,11 @@ def read_mat(path: Path, variable: str | None = None) -> tuple[np.ndarray, str]:
     variable : str
         Name of the variable read.
     """
-    check_file(path)
+    # from memory: scipy reads what a header claims with stream.read(n), which on a file allocates n bytes
+    # (a garbled MATLAB v4 header claimed 1.8 GB); a BytesIO hands back at most what the file holds
+    data = read_bytes(path)
     try:
-        content = scipy.io.loadmat(path)
+        content = scipy.io.loadmat(io.BytesIO(data))
     except NotImplementedError:
         raise RecordingError(path, "MATLAB v7.3 (HDF5) files are not supported; save with -v7") from None
     except Exception as exc:  # scipy raises ValueError, TypeError, OSError, ...
