@@ -28,10 +28,14 @@ Anything that cannot map is refused before nengo-loihi sees it
 (:func:`check_mappable`), naming the object: learning rules (nengo-loihi
 learns only with PES; STDP-learned weights are deployed frozen), unsupported
 neuron types, more compartments or input axons than a core holds, synapses
-other than ``Lowpass``, decoded connections. What maps only approximately is
-listed in :attr:`ChipNetwork.notes` and the report (a Loihi compartment has
-one input-current decay, so every synapse into the feature neurons gets the
-input synapse's time constant; refractory periods become whole steps).
+other than ``Lowpass``, decoded connections. What does not map one to one is
+handled and listed in :attr:`ChipNetwork.notes` and the report: a compartment
+has one input-current decay (the learned input's), so a slower input synapse
+(the gate) is pre-shaped on the host (:class:`UnitShaper`) and a faster
+recurrent one (the inhibition) is approximated; refractory periods become
+whole steps (floor, keeping the maximum rate); a strong connection is split
+into parallel synapse groups, as far as the 21-bit accumulator allows, so the
+core's one weight scale still resolves the small learned input weights.
 """
 
 from __future__ import annotations
@@ -580,6 +584,13 @@ class LoihiRunner(Runner):
             msg = " ".join(str(exc).split()) or type(exc).__name__
             raise NetworkError(f"nengo-loihi cannot map the detector network: {msg}") from None
         self.build_s = time.perf_counter() - t0
+        if target != "simreal":
+            for conn in [c for c, _, _ in self.chip.inputs] + self.chip.recurrent:
+                syn = self.sim.model.objs[conn]["weights"]
+                if np.any(conn.transform.init) and not any(np.any(w) for w in syn.weights):
+                    self.sim.close()
+                    raise NetworkError(f"connection '{conn.label}': every weight rounds to 0 on the chip "
+                                       "(far below the core's largest weight)")
         self._iface = self.sim.sims["loihi" if target == "loihi" else "emulator"]
         self._spike_input = self.sim.model.objs[self.chip.axons]["out"]
         self._p_act = self.chip.probes[net.p_act]
