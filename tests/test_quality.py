@@ -277,3 +277,30 @@ def test_report_shows_the_spans(runs, tmp_path):
     assert re.search(r"V1: noise", html) and re.search(r"MLII: clipped", html)
     ann = mne.read_annotations(folder / "annotations.csv")
     assert list(ann.description).count("spikewatch signal_quality") == 4
+
+
+def test_eeg_windows_in_bad_signal_are_not_scored(data_dir, tmp_path):
+    """EEG path: Bonn S001 with its electrode held flat for 5 s; the 1 s windows there and within the
+    network's input memory after it get no score or z, and the span is a signal_quality event."""
+    values = np.loadtxt(data_dir / "eeg-bonn" / "E_S" / "S001.txt") * 1e-6
+    sf = 173.61
+    a, b = int(round(10 * sf)), int(round(15 * sf))
+    values[a:b] = values[a - 1]
+    raw = mne.io.RawArray(values[None, :], mne.create_info(["T5"], sf, "eeg"), verbose="error")
+    path = tmp_path / "S001flat_raw.fif"
+    raw.save(path, fmt="double", verbose="error")
+    rec, cfg = resolve_job(path, None)
+    res = analyze(rec, cfg)
+    (ev,) = res.quality_events
+    win = res.quality["window_s"]
+    assert ev.trial_type == "signal_quality" and ev.channels == ["T5"]
+    # the windows at the edges hold part signal, part the stuck value at their extreme: "clipped"
+    assert res.quality["spans"][0]["reasons"]["T5"][0] == "flat"
+    assert set(res.quality["spans"][0]["reasons"]["T5"]) <= {"flat", "clipped"}
+    assert abs(ev.onset - 10.0) <= win and abs(ev.onset + ev.duration - 15.0) <= win
+    memory = input_memory_s(cfg.network)
+    on = res.window_onsets
+    hit = (on + cfg.detection.window_s > ev.onset) & (on < ev.onset + ev.duration + memory)
+    assert hit.sum() >= 5 and np.isnan(res.window_z[hit]).all() and np.isnan(res.window_score[hit]).all()
+    assert np.isfinite(res.window_z[~hit]).all()
+    assert res.quality["excluded_windows"] == hit.sum()
