@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")
+# Prefect state of the test session lives in a temporary folder, never the user's ~/.prefect;
+# set before any test module imports Prefect
+if "SPIKEWATCH_TEST_PREFECT_HOME" not in os.environ:
+    os.environ["SPIKEWATCH_TEST_PREFECT_HOME"] = tempfile.mkdtemp(prefix="spikewatch-prefect-")
+    atexit.register(shutil.rmtree, os.environ["SPIKEWATCH_TEST_PREFECT_HOME"], True)
+os.environ["PREFECT_HOME"] = os.environ["SPIKEWATCH_TEST_PREFECT_HOME"]
+os.environ.pop("PREFECT_API_URL", None)
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 # tests must find the data whatever the working directory
 os.environ.setdefault(
     "SPIKEWATCH_DATA", str((Path(__file__).resolve().parents[1] / ".." / "shared" / "data").resolve())

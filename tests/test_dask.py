@@ -11,16 +11,9 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
-if "SPIKEWATCH_TEST_PREFECT_HOME" not in os.environ:  # before Prefect is imported: never the user's ~/.prefect
-    os.environ["SPIKEWATCH_TEST_PREFECT_HOME"] = tempfile.mkdtemp(prefix="spikewatch-prefect-")
-    atexit.register(shutil.rmtree, os.environ["SPIKEWATCH_TEST_PREFECT_HOME"], True)
-os.environ["PREFECT_HOME"] = os.environ["SPIKEWATCH_TEST_PREFECT_HOME"]
-os.environ.pop("PREFECT_API_URL", None)
-os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+# PREFECT_HOME etc. are set for the whole session in conftest.py, before Prefect is imported
 
 import pytest  # noqa: E402
 

@@ -21,7 +21,6 @@
 from __future__ import annotations
 
 import ast
-import atexit
 import builtins
 import fcntl
 import io
@@ -32,16 +31,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-if "SPIKEWATCH_TEST_PREFECT_HOME" not in os.environ:  # before Prefect is imported: never the user's ~/.prefect
-    os.environ["SPIKEWATCH_TEST_PREFECT_HOME"] = tempfile.mkdtemp(prefix="spikewatch-prefect-")
-    atexit.register(shutil.rmtree, os.environ["SPIKEWATCH_TEST_PREFECT_HOME"], True)
-os.environ["PREFECT_HOME"] = os.environ["SPIKEWATCH_TEST_PREFECT_HOME"]
-os.environ.pop("PREFECT_API_URL", None)
-os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+# PREFECT_HOME etc. are set for the whole session in conftest.py, before Prefect is imported
 
 import mne  # noqa: E402
 import numpy as np  # noqa: E402
