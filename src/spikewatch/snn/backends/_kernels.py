@@ -32,6 +32,16 @@ Event-driven work, with results identical to the dense computation:
   ``[w_min, w_max]``; so only the rows of spiking neurons and the columns of
   active inputs are computed. Should rounding ever leave a weight outside the
   bounds, the next step is computed densely, exactly as nengo does.
+* Silent inputs and neurons: a filter, synapse or trace that decays without
+  input ends on a subnormal value that ``x * a`` maps to itself
+  (:func:`stuck_level`). Multiplying a subnormal takes a slow microcode path on
+  x86 (~36 ns here), so every ``PARK_EVERY`` steps such stuck states are
+  *parked*: their value moves to a side array (``*_park``) and the working
+  value becomes 0, which the dense update loops keep at 0 for free; readers
+  add the two (an addition with a subnormal is not slow), and the next input
+  to that state moves the value back before its update. The STDP depression of
+  a parked post trace cannot move a weight above ``|c_minus| pre W_BIG`` (it is
+  below half an ulp); smaller weights get the exact computation.
 """
 
 from __future__ import annotations
@@ -43,7 +53,8 @@ import numpy as np
 
 # float constants
 (F_DT, F_TAU_RC, F_TAU_REF, F_MIN_V, F_AMP, F_EXPM1_DT, F_A_U, F_B_U, F_A_A, F_B_A,
- F_C_PLUS, F_C_MINUS, F_W_MIN, F_W_MAX, F_DECAY_PRE, F_DECAY_POST, N_FPAR) = range(17)
+ F_C_PLUS, F_C_MINUS, F_W_MIN, F_W_MAX, F_DECAY_PRE, F_DECAY_POST, F_STUCK_U, F_STUCK_A,
+ F_STUCK_PRE, F_STUCK_POST, N_FPAR) = range(21)
 # integer constants
 (I_U_SYN, I_A_SYN, I_LEARN, I_SOFT, I_LEARNED_CONN, I_SCORE, I_BLOCK, N_IPAR) = range(8)
 # integer state
@@ -53,6 +64,28 @@ PRE_NODE, PRE_NEURONS = 0, 1
 # score modes computed in the loop (-1: the caller computes the score from the probes)
 SCORE_NONE, SCORE_UNEXPLAINED, SCORE_MISMATCH = -1, 0, 1
 SCORE_MODES = {"unexplained": SCORE_UNEXPLAINED, "mismatch": SCORE_MISMATCH}
+# the score ignores filtered inputs at or below this (subnormal leftovers of silent inputs)
+SCORE_U_FLOOR = 1e-290
+# steps between two looks for states to park (see the module docstring)
+PARK_EVERY = 64
+# a weight above |c_minus| * pre_count * W_BIG is moved by no post trace at its stuck level
+# (the depression is below half an ulp of the weight)
+W_BIG = 2.0 ** -940
+
+
+def stuck_level(a: float) -> float:
+    """Largest ``x >= 0`` with ``x * a == x`` in float64, for ``0 <= a < 1``.
+
+    A state ``x *= a`` without input stops there (a few subnormal units); for
+    ``|x|`` up to this level the multiplication gives ``x`` back exactly.
+    """
+    if not 0.0 <= a < 1.0:
+        return 0.0
+    unit = 5e-324  # the smallest subnormal, 2**-1074
+    m = 0
+    while m < 1 << 20 and (m + 1) * unit * a == (m + 1) * unit:
+        m += 1
+    return m * unit
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
@@ -87,12 +120,16 @@ def normalise_rows(wt, wn):  # pragma: no cover
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def score_step(u, a, wn, mode):  # pragma: no cover
-    """:func:`spikewatch.snn.network.anomaly_score` of one step (``wn`` row-normalised)."""
+    """:func:`spikewatch.snn.network.anomaly_score` of one step (``wn`` row-normalised).
+
+    Inputs at or below ``SCORE_U_FLOOR`` count as 0 (they change the score by
+    less than 1e-280 and would cost subnormal arithmetic).
+    """
     n_post, n_u = wn.shape
     usum = 0.0
     uss = 0.0
     for q in range(n_u):
-        x = u[q] if u[q] > 0.0 else 0.0
+        x = u[q] if u[q] > SCORE_U_FLOOR else 0.0
         usum += x
         uss += x * x
     un = max(math.sqrt(uss), 1e-12)
@@ -110,7 +147,7 @@ def score_step(u, a, wn, mode):  # pragma: no cover
             return 1.0
         dot = 0.0
         for q in range(n_u):
-            x = u[q] if u[q] > 0.0 else 0.0
+            x = u[q] if u[q] > SCORE_U_FLOOR else 0.0
             dot += x * wn[k, q]
         return 1.0 - dot / un
     num = 0.0
@@ -119,7 +156,7 @@ def score_step(u, a, wn, mode):  # pragma: no cover
         if ai > 0.0:
             dot = 0.0
             for q in range(n_u):
-                x = u[q] if u[q] > 0.0 else 0.0
+                x = u[q] if u[q] > SCORE_U_FLOOR else 0.0
                 dot += x * wn[i, q]
             num += ai * (dot / un)
     match = num / max(total, 1e-12) if total > 0.0 else 0.0
@@ -138,8 +175,9 @@ def score_rows(u, a, w, mode, out):  # pragma: no cover
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no cover
               c_kind, c_idx_off, c_idx, c_w_off, c_w, c_syn, c_ab, syn,
-              u_idx, wt, delta, trow, tcol, ist, q_k, q_v, q_n, s, pre, act, is_act,
-              v, rt, fu, fa, xtr, ytr, wn, snap_at, snaps, u_out, a_out, counts, score):
+              u_idx, u_of, wt, delta, trow, tcol, ist, q_k, q_v, q_n, s, pre, act, is_act,
+              v, rt, fu, fa, xtr, ytr, fu_park, fa_park, x_park, y_park, syn_park, c_stuck,
+              wn, snap_at, snaps, u_out, a_out, counts, score):
     """Advance the network by ``ev.shape[1]`` steps.
 
     Parameters
@@ -170,6 +208,8 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
         Synapse states.
     u_idx : int64 (n_probe,)
         Node outputs seen by the input probe.
+    u_of : int64 (n_out,)
+        Position of each Node output in the input probe (-1: none).
     wt, delta : float64 (n_pre, n_neurons)
         Learned weights (nengo's weights signal, transposed: a pre input's
         weights are contiguous) and the pending STDP change.
@@ -191,6 +231,11 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
         States of the input and activity probe filters.
     xtr, ytr : float64
         STDP pre and post traces.
+    fu_park, fa_park, x_park, y_park, syn_park : float64
+        Parked values of ``fu``, ``fa``, ``xtr``, ``ytr`` and ``syn`` (the true
+        state is the working value plus the parked one; one of them is 0).
+    c_stuck : float64 (n_conn,)
+        :func:`stuck_level` of each synapse's ``a``.
     wn : float64 (n_neurons, n_pre)
         Row-normalised weights of the current score block.
     snap_at : int64 (n_snap,)
@@ -221,7 +266,10 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
     a_a, b_a = fpar[F_A_A], fpar[F_B_A]
     c_plus, c_minus = fpar[F_C_PLUS], fpar[F_C_MINUS]
     w_min, w_max = fpar[F_W_MIN], fpar[F_W_MAX]
+    span = w_max - w_min
     dec_pre, dec_post = fpar[F_DECAY_PRE], fpar[F_DECAY_POST]
+    stuck_u, stuck_a = fpar[F_STUCK_U], fpar[F_STUCK_A]
+    stuck_pre, stuck_post = fpar[F_STUCK_PRE], fpar[F_STUCK_POST]
     u_syn = ipar[I_U_SYN] != 0
     a_syn = ipar[I_A_SYN] != 0
     learn = ipar[I_LEARN] != 0
@@ -236,7 +284,8 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
     spiked = np.empty(n_post, np.int64)
     post_c = np.zeros(n_post)
     weighted = np.zeros((n_conn, n_post))
-    u = np.empty(n_u)
+    u = np.empty(n_u)  # probed input of this step (working values: parked ones are ~1e-323)
+    parked_rows = np.empty(n_post, np.int64)
     a = np.empty(n_post)
 
     head = ist[S_HEAD]
@@ -310,9 +359,16 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
             k = q_k[head, e]
             x = q_v[head, e]
             s[k] = x
+            qq = u_of[k]
+            if x != 0.0 and qq >= 0 and fu_park[qq] != 0.0:  # input again: unpark
+                fu[qq] = fu_park[qq]
+                fu_park[qq] = 0.0
             j = l_of[k]
             if j >= 0:
                 pre[j] = x
+                if x != 0.0 and x_park[j] != 0.0:
+                    xtr[j] = x_park[j]
+                    x_park[j] = 0.0
                 if x != 0.0 and not is_act[j]:  # keep act ascending: the order of W @ s
                     is_act[j] = 1
                     p = n_act
@@ -337,10 +393,12 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
                 continue
             for i in range(n_post):
                 weighted[c, i] = 0.0
+            has_in = False
             if c == lc:
                 for q in range(n_act):
                     j = act[q]
                     x = pre[j]
+                    has_in = True
                     for i in range(n_post):
                         weighted[c, i] += wt[j, i] * x
             else:
@@ -350,19 +408,22 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
                 for jj in range(m):
                     x = s[c_idx[i0 + jj]]
                     if x != 0.0:
+                        has_in = True
                         for i in range(n_post):
                             weighted[c, i] += c_w[base + i * m + jj] * x
+            if has_in:
+                for i in range(n_post):
+                    if syn_park[c, i] != 0.0:
+                        syn[c, i] = syn_park[c, i]
+                        syn_park[c, i] = 0.0
 
         # --- 3. input current
         for i in range(n_post):
             J[i] = bias[i]
         for c in range(n_conn):
-            if c_syn[c]:
-                for i in range(n_post):
-                    J[i] = J[i] + gain[i] * syn[c, i]
-            else:
-                for i in range(n_post):
-                    J[i] = J[i] + gain[i] * weighted[c, i]
+            for i in range(n_post):
+                x = syn[c, i] + syn_park[c, i] if c_syn[c] else weighted[c, i]
+                J[i] = J[i] + (x if gain[i] == 1.0 else gain[i] * x)  # 1.0 * x == x
 
         # --- 4. LIF step (nengo.neurons.LIF.step)
         n_spk = 0
@@ -385,6 +446,12 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
                 r_t = tau_ref + t_spike
                 spiked[n_spk] = i
                 n_spk += 1
+                if fa_park[i] != 0.0:
+                    fa[i] = fa_park[i]
+                    fa_park[i] = 0.0
+                if y_park[i] != 0.0:
+                    ytr[i] = y_park[i]
+                    y_park[i] = 0.0
             else:
                 out[i] = 0.0
                 if vi < min_v:
@@ -403,29 +470,51 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
         if learn:
             for j in range(n_pre):
                 xtr[j] = xtr[j] * dec_pre
+            n_parked = 0
             for i in range(n_post):
                 ytr[i] = ytr[i] * dec_post
                 post_c[i] = out[i] * dt
+                if y_park[i] != 0.0:
+                    parked_rows[n_parked] = i
+                    n_parked += 1
             if dense:
                 for j in range(n_pre):
                     pre_c = pre[j] * dt
                     for i in range(n_post):
-                        delta[j, i] = _stdp_delta(wt[j, i], post_c[i], pre_c, xtr[j], ytr[i],
-                                                  c_plus, c_minus, w_min, w_max, soft)
+                        delta[j, i] = _stdp_delta(wt[j, i], post_c[i], pre_c, xtr[j] + x_park[j],
+                                                  ytr[i] + y_park[i], c_plus, c_minus, w_min, w_max, soft)
             else:
                 for q in range(n_act):  # columns of the active inputs
                     j = act[q]
                     pre_c = pre[j] * dt
-                    x = xtr[j]
-                    for i in range(n_post):
-                        delta[j, i] = _stdp_delta(wt[j, i], post_c[i], pre_c, x, ytr[i],
-                                                  c_plus, c_minus, w_min, w_max, soft)
+                    x = xtr[j]  # the input is active: not parked
+                    if n_spk == 0:
+                        # no post spike: ltp is +0.0 exactly (w is within the bounds here),
+                        # so target = (w + 0.0) + ltd: the same value without its division;
+                        # parked post traces count as 0 here, then get the exact value
+                        # wherever it could matter
+                        for i in range(n_post):
+                            w = wt[j, i]
+                            ltd = c_minus * (ytr[i] * pre_c)
+                            if soft:
+                                ltd = ltd * ((w - w_min) / span)
+                            delta[j, i] = min(max((w + 0.0) + ltd, w_min), w_max) - w
+                        w_big = abs(c_minus) * pre_c * W_BIG
+                        for p in range(n_parked):
+                            i = parked_rows[p]
+                            if not wt[j, i] > w_big:
+                                delta[j, i] = _stdp_delta(wt[j, i], 0.0, pre_c, x, y_park[i],
+                                                          c_plus, c_minus, w_min, w_max, soft)
+                    else:
+                        for i in range(n_post):
+                            delta[j, i] = _stdp_delta(wt[j, i], post_c[i], pre_c, x, ytr[i] + y_park[i],
+                                                      c_plus, c_minus, w_min, w_max, soft)
                     tcol[j] = 1
-                for q in range(n_spk):  # rows of the spiking neurons
+                for q in range(n_spk):  # rows of the spiking neurons (unparked at the spike)
                     i = spiked[q]
                     for j in range(n_pre):
-                        delta[j, i] = _stdp_delta(wt[j, i], post_c[i], pre[j] * dt, xtr[j], ytr[i],
-                                                  c_plus, c_minus, w_min, w_max, soft)
+                        delta[j, i] = _stdp_delta(wt[j, i], post_c[i], pre[j] * dt, xtr[j] + x_park[j],
+                                                  ytr[i], c_plus, c_minus, w_min, w_max, soft)
                     trow[i] = 1
             for q in range(n_act):  # x + 0.0 == x for the other (nonnegative) traces
                 j = act[q]
@@ -448,21 +537,26 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
                     if x != 0.0:
                         for i in range(n_post):
                             weighted[c, i] += c_w[base + i * m + jj] * x
+                for i in range(n_post):
+                    if syn_park[c, i] != 0.0:
+                        syn[c, i] = syn_park[c, i]
+                        syn_park[c, i] = 0.0
             a_c, b_c = c_ab[c, 0], c_ab[c, 1]
             for i in range(n_post):
                 syn[c, i] = syn[c, i] * a_c + b_c * weighted[c, i]
 
         # --- 8. probes (filter state before this step's update), then the filters advance
-        for q in range(n_u):
-            x = s[u_idx[q]]
-            if u_syn:
+        if u_syn:
+            for q in range(n_u):
+                x = s[u_idx[q]]
                 u[q] = fu[q]
                 fu[q] = fu[q] * a_u + b_u * x
-            else:
-                u[q] = x
+        else:
+            for q in range(n_u):
+                u[q] = s[u_idx[q]]
         for i in range(n_post):
             if a_syn:
-                a[i] = fa[i]
+                a[i] = fa[i] + fa_park[i]
                 fa[i] = fa[i] * a_a + b_a * out[i]
             else:
                 a[i] = out[i]
@@ -471,11 +565,37 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
             counts[t, spiked[q]] = spike_n
         if trace:
             for q in range(n_u):
-                u_out[t, q] = u[q]
+                u_out[t, q] = u[q] + fu_park[q] if u_syn else u[q]
             for i in range(n_post):
                 a_out[t, i] = a[i]
         if mode >= 0:
             score[t] = score_step(u, a, wn, mode)
+
+        if step % PARK_EVERY == PARK_EVERY - 1:  # park the states that stopped changing
+            if u_syn:
+                for q in range(n_u):
+                    if fu[q] != 0.0 and -stuck_u <= fu[q] <= stuck_u:
+                        fu_park[q] = fu[q]
+                        fu[q] = 0.0
+            for i in range(n_post):
+                if a_syn and fa[i] != 0.0 and -stuck_a <= fa[i] <= stuck_a:
+                    fa_park[i] = fa[i]
+                    fa[i] = 0.0
+                if learn and ytr[i] != 0.0 and ytr[i] <= stuck_post:
+                    y_park[i] = ytr[i]
+                    ytr[i] = 0.0
+            if learn:
+                for j in range(n_pre):
+                    if xtr[j] != 0.0 and xtr[j] <= stuck_pre:
+                        x_park[j] = xtr[j]
+                        xtr[j] = 0.0
+            for c in range(n_conn):
+                if c_syn[c]:
+                    st = c_stuck[c]
+                    for i in range(n_post):
+                        if syn[c, i] != 0.0 and -st <= syn[c, i] <= st:
+                            syn_park[c, i] = syn[c, i]
+                            syn[c, i] = 0.0
 
         head += 1
         if head == depth:

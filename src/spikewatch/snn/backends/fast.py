@@ -14,10 +14,12 @@ nengo would run, in nengo's order. Anything the loop does not implement
 transform, a higher-order synapse, another learning rule, an extra object or
 operator) is refused with a :class:`~spikewatch.errors.NetworkError` naming it.
 
-The anomaly score is not computed here: :meth:`FastRunner.run` hands the probed
-input/activity and the weight snapshots to :meth:`Runner.run
-<spikewatch.snn.backends.base.Runner.run>`, so the score is the same function
-on the same arrays as with the nengo backend.
+The anomaly score of each step is computed in the loop too, with the formula of
+:func:`spikewatch.snn.network.anomaly_score` for the network's score mode; the
+compiled formula is checked against that function once per process, and for a
+mode it does not reproduce the runner hands the probed input/activity and the
+weight snapshots to :meth:`Runner.run <spikewatch.snn.backends.base.Runner.run>`,
+which computes the score in Python exactly as for the nengo backend.
 
 Equivalence with ``nengo.Simulator``: the Node output, the synapse and probe
 filters, the STDP traces and weight changes use nengo's float operations in
@@ -29,7 +31,8 @@ step) and at each spike time ``expm1``/``log1p`` come from the C library where
 numpy uses its SIMD versions (equal for ~85 % of arguments here, else one unit
 in the last place). Such ~1e-16 relative differences change a spike only if a
 voltage lands that close to the threshold; the equivalence test and the
-benchmark compare whole spike trains and have not seen it happen.
+benchmark compare whole spike trains and have not seen it happen. The compiled
+score sums in its own order (~1e-16 relative) before rounding to float32.
 """
 
 from __future__ import annotations
@@ -301,6 +304,10 @@ class FastSpec:
         if p_in.obj is not src or p_in.attr != "output":
             raise _refuse(f"probe {p_in}", "must probe the source Node output")
         self.u_idx = _indices(p_in.slice if p_in.slice is not None else slice(None), self.n_out, f"probe {p_in}")
+        if np.unique(self.u_idx).size != self.u_idx.size:
+            raise _refuse(f"probe {p_in}", "a slice repeating Node outputs is not implemented")
+        self.u_of = np.full(self.n_out, -1, np.int64)
+        self.u_of[self.u_idx] = np.arange(self.u_idx.size)
         for p in (p_act, p_spk):
             if not is_neurons(p.obj) or p.attr not in ("output", "spikes") or p.slice is not None:
                 raise _refuse(f"probe {p}", "must probe the whole output of the feature neurons")
@@ -319,6 +326,8 @@ class FastSpec:
         f[K.F_C_PLUS], f[K.F_C_MINUS] = self.c_plus, self.c_minus
         f[K.F_W_MIN], f[K.F_W_MAX] = self.w_min, self.w_max
         f[K.F_DECAY_PRE], f[K.F_DECAY_POST] = self.decay_pre, self.decay_post
+        f[K.F_STUCK_U], f[K.F_STUCK_A] = K.stuck_level(f[K.F_A_U]), K.stuck_level(f[K.F_A_A])
+        f[K.F_STUCK_PRE], f[K.F_STUCK_POST] = K.stuck_level(self.decay_pre), K.stuck_level(self.decay_post)
         i = np.zeros(K.N_IPAR, dtype=np.int64)
         i[K.I_U_SYN], i[K.I_A_SYN] = self.syn_u is not None, self.syn_a is not None
         i[K.I_LEARN], i[K.I_SOFT], i[K.I_LEARNED_CONN] = self.learn, self.soft, self.learned
@@ -336,7 +345,8 @@ class FastSpec:
             c_w=np.concatenate(fixed),
             c_syn=np.array([c["ab"] is not None for c in self.conns], np.int64),
             c_ab=np.array([c["ab"] or (0.0, 0.0) for c in self.conns], np.float64).reshape(-1, 2),
-            u_idx=self.u_idx,
+            u_idx=self.u_idx, u_of=self.u_of,
+            c_stuck=np.array([K.stuck_level(c["ab"][0]) if c["ab"] else 0.0 for c in self.conns], np.float64),
         )
 
 
@@ -407,6 +417,8 @@ class FastRunner(Runner):
             q_k=np.zeros((depth, 2 * spec.n_out), np.int64), q_v=np.zeros((depth, 2 * spec.n_out)),
             q_n=np.zeros(depth, np.int64), s=np.zeros(spec.n_out), pre=np.zeros(p),
             act=np.zeros(p, np.int64), is_act=np.zeros(p, np.uint8),
+            fu_park=np.zeros(spec.u_idx.size), fa_park=np.zeros(n), x_park=np.zeros(p), y_park=np.zeros(n),
+            syn_park=np.zeros((len(spec.conns), n)),
             v=spec.v0.copy(), rt=spec.rt0.copy(), fu=np.zeros(spec.u_idx.size), fa=np.zeros(n),
             xtr=np.zeros(p), ytr=np.zeros(n), wn=np.zeros((n, p)),
         )
