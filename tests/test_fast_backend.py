@@ -151,6 +151,49 @@ def test_fast_equals_nengo_with_other_inputs_and_score(mitdb):
     _assert_equivalent(cfg, sfreq, ev, beats)
 
 
+def test_stuck_level_is_exact():
+    from spikewatch.snn.backends._kernels import stuck_level
+
+    for a in (0.574, 0.757, 0.8706, 0.9945, 0.999):
+        level = stuck_level(a)
+        assert level > 0 and level * a == level and -level * a == -level
+        above = np.nextafter(level, 1.0)
+        assert above * a != above  # the first value that still decays
+
+
+def test_fast_equals_nengo_across_silence(mitdb):
+    """Real input, 40 s without any input, real input again: filters, synapses and traces
+    decay to their stuck subnormal values and get parked, then the input brings them back.
+    Short post traces (so they reach that level within the silence) and some zero or
+    subnormal initial weights (the exact path for weights a parked trace could move)."""
+    cfg = load_config("ecg", stdp__tau_minus=0.02)
+    sfreq, ev, beats = _events(mitdb / "106", 40.0, cfg)
+    half = ev.shape[1] // 2
+    gap = int(40 * sfreq)
+    ev2 = np.concatenate([ev[:, :half], np.zeros((ev.shape[0], gap), ev.dtype), ev[:, half:]], axis=1)
+    beats2 = np.concatenate([beats[beats < half], beats[beats >= half] + gap])
+    base = _network(cfg, sfreq, ev)
+    w0 = base.initial_weights.copy()
+    w0[::5, ::7] = 0.0
+    w0[1::5, ::7] = 1e-310
+    block = int(round(sfreq))
+    ref = NengoRunner(_network(cfg, sfreq, ev, weights=w0), block)
+    fast = FastRunner(_network(cfg, sfreq, ev, weights=w0), block)
+    rows = _rows(ref.net, ev2, sfreq, beats2)
+    s_ref, c_ref, w_ref = _run(ref, rows)
+    ref.close()
+    cut = half + gap * 3 // 4  # a chunk border late in the silence
+    first = fast.run(rows[:, :cut])
+    parked = {k: int(np.count_nonzero(fast._state[k])) for k in ("fu_park", "fa_park", "x_park", "y_park", "syn_park")}
+    assert all(parked.values()), f"nothing parked in some state: {parked}"
+    second = fast.run(rows[:, cut:])
+    s_fast, c_fast, w_fast = np.concatenate([first[0], second[0]]), np.concatenate([first[1], second[1]]), fast.weights()
+    assert c_ref[half + gap:].sum() > 10, "the network did not wake up after the silence"
+    np.testing.assert_array_equal(c_fast, c_ref)
+    np.testing.assert_array_equal(w_fast, w_ref)
+    np.testing.assert_allclose(s_fast, s_ref, rtol=1e-6, atol=1e-12)
+
+
 @pytest.mark.parametrize("in_loop", [True, False])
 def test_chunked_equals_whole_on_fast(mitdb, monkeypatch, in_loop):
     if not in_loop:
