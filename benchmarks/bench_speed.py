@@ -239,9 +239,11 @@ def _holter_check(args, tmp: Path, timed: dict) -> str:
         return [ln.split("\t") for ln in lines]
 
     beats = [{r[0] for r in rows(f, "beats.tsv")} for f in (timed["folder"], check["folder"])]
-    events = [rows(f, "events.tsv") for f in (timed["folder"], check["folder"])]
-    return (f"R-peaks differ at {len(beats[0] ^ beats[1])} of {len(beats[0])} beats (NeuroKit2 runs on each "
-            f"chunk plus overlap), hence {len(events[0])} vs {len(events[1])} events")
+    events = [{tuple(r) for r in rows(f, "events.tsv")} for f in (timed["folder"], check["folder"])]
+    n_diff = len(events[0] ^ events[1])
+    ev = "identical events.tsv" if not n_diff else f"{n_diff} events.tsv rows in only one run (of {len(events[0])})"
+    return (f"{ev}; beats.tsv: {len(beats[0] ^ beats[1])} R-peak onsets (of {len(beats[0])}) in only one run "
+            f"(NeuroKit2 runs on each chunk plus an overlap)")
 
 
 # ------------------------------------------------------------------ driver
