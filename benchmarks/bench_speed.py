@@ -12,9 +12,10 @@ Every scenario runs in its own process, pinned to one CPU (``BENCH_CPU``, defaul
 OpenMP), after an untimed warm-up in that process (imports, numba's on-disk cache, the
 R-peak detector's import): the state of a batch worker that analyses record after record.
 A cold ``spikewatch analyze ... --no-html`` (interpreter start and imports included) is
-timed too. The timed path is read -> filter -> encode -> network with online STDP ->
-events -> events.tsv / beats.tsv / summary.json (no HTML report, no EDF copy). Peak RSS is
-the scenario process's ``ru_maxrss``.
+timed too. The timed path is that of ``spikewatch analyze --no-html``: read -> filter ->
+encode -> network with online STDP -> events -> events.tsv / beats.tsv / summary.json and
+the other default outputs except report.html; the 24-hour run leaves out the EDF copy too
+(it would load the whole day into memory). Peak RSS is the scenario process's ``ru_maxrss``.
 """
 
 from __future__ import annotations
@@ -51,24 +52,25 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _overrides(**extra) -> dict:
-    """Config overrides of the timed path: fast backend, no HTML report, no EDF copy."""
+def _overrides(keep_edf: bool = True, **extra) -> dict:
+    """Config overrides of the timed path: fast backend, no HTML report (as ``analyze --no-html``);
+    ``keep_edf=False`` also leaves out the EDF copy (it loads the whole span into memory)."""
     from spikewatch.config import ReportConfig
 
     over = dict(backend__name="fast", report__html=False)
-    if "edf_export" in ReportConfig.model_fields:
+    if not keep_edf and "edf_export" in ReportConfig.model_fields:
         over["report__edf_export"] = False
     over.update(extra)
     return over
 
 
-def _timed_job(rec_factory, out: Path, **over) -> dict:
+def _timed_job(rec_factory, out: Path, keep_edf: bool = True, **over) -> dict:
     """open + analyze + write, each timed; returns seconds per stage and the result."""
     from spikewatch.analysis import analyze
     from spikewatch.report import write_outputs
 
     c0, t0 = time.process_time(), time.perf_counter()
-    rec, cfg = rec_factory(**_overrides(**over))
+    rec, cfg = rec_factory(**_overrides(keep_edf, **over))
     t1 = time.perf_counter()
     result = analyze(rec, cfg)
     t2 = time.perf_counter()
@@ -175,11 +177,11 @@ def scenario_nengo(args, out: Path) -> dict:
     from spikewatch.jobs import resolve_job
 
     path = data_root() / "mitdb" / args.record
-    rec, cfg = resolve_job(path, **_overrides(pipeline__chunk_s=20.0))
+    rec, cfg = resolve_job(path, **_overrides(False, pipeline__chunk_s=20.0))
     analyze(rec, cfg, stop=20.0)  # untimed warm-up
     got = {}
     for backend in ("fast", "nengo"):
-        rec, cfg = resolve_job(path, **_overrides(backend__name=backend))
+        rec, cfg = resolve_job(path, **_overrides(False, backend__name=backend))
         t = time.perf_counter()
         got[backend] = (analyze(rec, cfg, stop=args.nengo_s), time.perf_counter() - t)
     (f, tf), (n, tn) = got["fast"], got["nengo"]
@@ -199,7 +201,7 @@ def scenario_holter(args, out: Path) -> dict:
     from spikewatch.data import data_root
     from spikewatch.jobs import resolve_job
 
-    rec, cfg = resolve_job(data_root() / "mitdb" / args.record, **_overrides())
+    rec, cfg = resolve_job(data_root() / "mitdb" / args.record, **_overrides(False))
     analyze(rec, cfg, stop=20.0)  # untimed warm-up
     chain, n_parts = chained_recording(args.hours, out)
     from spikewatch.config import load_config
@@ -207,7 +209,7 @@ def scenario_holter(args, out: Path) -> dict:
     def factory(**over):
         return chain, load_config("ecg", **over)
 
-    job = _timed_job(factory, out / "holter", pipeline__chunk_s=args.holter_chunk_s)
+    job = _timed_job(factory, out / "holter", keep_edf=False, pipeline__chunk_s=args.holter_chunk_s)
     job.pop("result")
     job.update(n_parts=n_parts, chunk_s=args.holter_chunk_s, rss_mb=_rss_mb())
     return job

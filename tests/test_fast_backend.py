@@ -286,4 +286,5 @@ def test_activity_bins_equal_the_add_at_definition(mitdb):
     spikes = np.random.default_rng(0).integers(0, 2, size=(per_ch.shape[1], 24)).astype(np.int16)
     got = np.zeros((24, n_bins), np.int32)
     _accumulate_bins(got, spikes.T, 0, bin_len)
-    np.testing.assert_array_equal(got, np.add.reduceat(spikes.T.astype(np.int64), np.arange(0, spikes.shape[0], bin_len), axis=1))
+    want = np.add.reduceat(spikes.T.astype(np.int64), np.arange(0, spikes.shape[0], bin_len), axis=1)
+    np.testing.assert_array_equal(got, want)
