@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import shutil
 import tempfile
@@ -37,3 +38,23 @@ def data_dir() -> Path:
 def mitdb(data_dir: Path) -> Path:
     """The MIT-BIH Arrhythmia folder."""
     return data_dir / "mitdb"
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> str:
+    """URL of Prefect's ephemeral server, started once per test session, stopped quietly at exit."""
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import get_current_settings
+
+    home = Path(get_current_settings().home).resolve()
+    assert home == Path(os.environ["SPIKEWATCH_TEST_PREFECT_HOME"]).resolve(), (
+        f"Prefect uses {home}, not the session's temporary PREFECT_HOME; refusing to run")
+    server = SubprocessASGIServer()
+    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")))
+
+    def stop_quietly():  # before Prefect's own atexit stop, which logs to closed capture streams
+        logging.getLogger("prefect").disabled = True
+        server.stop()
+
+    atexit.register(stop_quietly)
+    return server.api_url

@@ -8,8 +8,6 @@ workers report to the same ephemeral server.
 
 from __future__ import annotations
 
-import atexit
-import logging
 import os
 from pathlib import Path
 
@@ -23,24 +21,7 @@ RECORDS = ("106", "213", "221", "228")
 SPAN_S = 30.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def prefect_api() -> str:
-    """Prefect's ephemeral server (one per session), stopped quietly at exit."""
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import get_current_settings
-
-    home = Path(get_current_settings().home).resolve()
-    assert home == Path(os.environ["SPIKEWATCH_TEST_PREFECT_HOME"]).resolve(), (
-        f"Prefect was imported before this module set PREFECT_HOME; refusing to use {home}")
-    server = SubprocessASGIServer()
-    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")))
-
-    def stop_quietly():  # before Prefect's own atexit stop, which logs to closed capture streams
-        logging.getLogger("prefect").disabled = True
-        server.stop()
-
-    atexit.register(stop_quietly)
-    return server.api_url
+pytestmark = pytest.mark.usefixtures("prefect_api")  # one ephemeral Prefect server (conftest)
 
 
 @pytest.fixture(scope="module")

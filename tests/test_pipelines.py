@@ -9,7 +9,6 @@ bad recording.
 
 from __future__ import annotations
 
-import atexit
 import csv
 import logging
 import os
@@ -86,27 +85,6 @@ def task_logs():
     logger.addHandler(cap)
     yield cap
     logger.removeHandler(cap)
-
-
-@pytest.fixture(scope="module")
-def prefect_api() -> str:
-    """URL of Prefect's ephemeral server (started once per session, stopped at exit by Prefect)."""
-    from prefect.server.api.server import SubprocessASGIServer
-    from prefect.settings import get_current_settings
-
-    home = Path(get_current_settings().home).resolve()
-    assert home == Path(os.environ["SPIKEWATCH_TEST_PREFECT_HOME"]).resolve(), (
-        f"Prefect was imported before this module set PREFECT_HOME; refusing to use {home}")
-    server = SubprocessASGIServer()
-    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "60")))
-    atexit.register(stop_quietly, server)  # runs before Prefect's own atexit stop
-    return server.api_url
-
-
-def stop_quietly(server) -> None:
-    """Stop the ephemeral server without logging to pytest's already-closed capture streams."""
-    logging.getLogger("prefect").disabled = True
-    server.stop()
 
 
 @pytest.fixture(scope="module")
