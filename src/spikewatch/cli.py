@@ -99,8 +99,9 @@ def analyze(
     no_html: bool = typer.Option(False, "--no-html", help="Do not write report.html."),
     include_phi: bool = typer.Option(False, "--include-phi",
                                      help="Copy patient-identifying header fields (name, birth date, ...) into the outputs."),
-    backend: Optional[str] = typer.Option(None, "--backend", help="Simulator: nengo (reference) or loihi "
-                                          "(nengo-loihi; needs --model, learning is off on the chip)."),
+    backend: Optional[str] = typer.Option(None, "--backend", help="Simulator: nengo (reference), fast (the same "
+                                          "model compiled with numba, identical results) or loihi (nengo-loihi; needs "
+                                          "--model, learning is off on the chip)."),
     model: Optional[Path] = typer.Option(None, "--model", help="Deployed bundle (spikewatch deploy): frozen "
                                          "weights, delta and weight scale; its config is the default config."),
     target: Optional[str] = typer.Option(None, "--target", help="Loihi target: auto, sim (emulator) or loihi (board)."),
