@@ -58,3 +58,15 @@ def prefect_api() -> str:
 
     atexit.register(stop_quietly)
     return server.api_url
+
+
+@pytest.fixture(scope="session")
+def short_config(tmp_path_factory) -> Path:
+    """ecg.yaml with a short warm-up (events within 30 s) and no HTML/EDF (fast reports)."""
+    from spikewatch.config import CONFIG_DIR
+
+    path = tmp_path_factory.mktemp("cfg") / "short.yaml"
+    path.write_text(f"extends: {CONFIG_DIR / 'ecg.yaml'}\n"
+                    "detection:\n  warmup_s: 8.0\n  baseline_s: 60.0\n"
+                    "report:\n  html: false\n  edf_export: false\n")
+    return path

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest  # noqa: E402
 
-from spikewatch.config import CONFIG_DIR, load_config  # noqa: E402
+from spikewatch.config import load_config  # noqa: E402
 
 RECORDS = ("106", "213", "221", "228")
 SPAN_S = 30.0
@@ -41,15 +41,6 @@ def inbox(mitdb, tmp_path_factory) -> Path:
         for ext in ("hea", "dat", "atr"):
             (folder / f"{name}.{ext}").symlink_to(mitdb / f"{name}.{ext}")
     return folder
-
-
-@pytest.fixture(scope="module")
-def short_config(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("cfg") / "short.yaml"
-    path.write_text(f"extends: {CONFIG_DIR / 'ecg.yaml'}\n"
-                    "detection:\n  warmup_s: 8.0\n  baseline_s: 60.0\n"
-                    "report:\n  html: false\n  edf_export: false\n")
-    return path
 
 
 def test_dask_cluster_gives_the_sequential_events(inbox, tmp_path, cluster, short_config):

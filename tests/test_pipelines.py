@@ -25,7 +25,6 @@ from pathlib import Path
 import pytest  # noqa: E402
 
 from spikewatch import batch  # noqa: E402
-from spikewatch.config import CONFIG_DIR  # noqa: E402
 from spikewatch.errors import RecordingError, SpikewatchError  # noqa: E402
 
 SPAN_S = 30.0
@@ -85,16 +84,6 @@ def task_logs():
     logger.addHandler(cap)
     yield cap
     logger.removeHandler(cap)
-
-
-@pytest.fixture(scope="module")
-def short_config(tmp_path_factory) -> Path:
-    """ecg.yaml with a short warm-up (events within 30 s) and no HTML/EDF (fast reports)."""
-    path = tmp_path_factory.mktemp("cfg") / "short.yaml"
-    path.write_text(f"extends: {CONFIG_DIR / 'ecg.yaml'}\n"
-                    "detection:\n  warmup_s: 8.0\n  baseline_s: 60.0\n"
-                    "report:\n  html: false\n  edf_export: false\n")
-    return path
 
 
 @pytest.fixture(scope="module")

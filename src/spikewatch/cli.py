@@ -7,6 +7,7 @@ line on stderr; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 import sys
 import warnings
 from pathlib import Path
@@ -30,6 +31,16 @@ app = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 _STATE = {"debug": False}
+
+
+@contextmanager
+def _progress(description: str):
+    """A rich progress bar on stderr (terminals only); yields ``progress(done_s, total_s)``."""
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                  TextColumn("{task.fields[done]:.0f}/{task.total:.0f} s"), TimeRemainingColumn(),
+                  console=err, transient=True, disable=not err.is_terminal) as prog:
+        task = prog.add_task(description, total=None, done=0)
+        yield lambda done, total: prog.update(task, completed=done, total=total, done=done)
 
 
 def _version(value: bool):
@@ -116,14 +127,7 @@ def analyze(
                 report__html=False if no_html else None, report__include_phi=True if include_phi else None,
                 backend__name=backend, backend__model=str(model) if model else None, backend__target=target)
     rec, cfg = resolve_job(path, config, **over)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                  TextColumn("{task.fields[done]:.0f}/{task.total:.0f} s"), TimeRemainingColumn(),
-                  console=err, transient=True, disable=not err.is_terminal) as prog:
-        task = prog.add_task(f"analysing {rec.record_id}", total=None, done=0)
-
-        def progress(done, total):
-            prog.update(task, completed=done, total=total, done=done)
-
+    with _progress(f"analysing {rec.record_id}") as progress:
         job = run_job(rec, cfg, out_dir, start=start, stop=stop, progress=progress)
     kind = f"{job.n_beats} beats, " if job.n_beats is not None else ""
     out.print(f"{job.record_id}: {job.duration_s:.1f} s analysed, {kind}{job.n_events} events "
@@ -180,14 +184,7 @@ def deploy(
     over = dict(io__sfreq=sfreq, io__modality=modality, io__channels=chans, seed=seed,
                 backend__count_bits=count_bits, backend__train_start_s=start, backend__train_stop_s=stop)
     rec, cfg = resolve_job(path, config, **over)
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                  TextColumn("{task.fields[done]:.0f}/{task.total:.0f} s"), TimeRemainingColumn(),
-                  console=err, transient=True, disable=not err.is_terminal) as prog:
-        task = prog.add_task(f"learning {rec.record_id}", total=None, done=0)
-
-        def progress(done, total):
-            prog.update(task, completed=done, total=total, done=done)
-
+    with _progress(f"learning {rec.record_id}") as progress:
         bundle, result = learn_bundle(rec, cfg, kind=kind, progress=progress)
     report = chip_report(bundle)
     bundle.manifest["loihi"] = {k: report[k] for k in ("resources", "quantisation", "mapping_notes")}
