@@ -1,7 +1,7 @@
 """From the network's anomaly score to beats and events.
 
-* R-peaks come from a maintained detector (NeuroKit2's ``ecg_findpeaks``),
-  run chunk by chunk with overlap so long recordings stream.
+* R-peaks come from :class:`spikewatch.rpeaks.RPeakStream` (NeuroKit2's
+  ``neurokit`` method as a causal stream: the same peaks whatever the chunks).
 * Beats (ECG) or fixed windows (EEG) get a score; a causal robust z-score
   against a running baseline (median and IQR of the preceding
   ``baseline_s`` seconds) makes the threshold adapt to each patient.
@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from spikewatch.config import DetectionConfig
+from spikewatch.rpeaks import RPeakStream  # noqa: F401  (re-exported: detect.RPeakStream)
 
 
 @dataclass
@@ -28,70 +29,6 @@ class Event:
     score: float
     channels: list[str]
     trial_type: str = "anomaly"
-
-
-class RPeakStream:
-    """Chunked R-peak detection giving each peak once, as soon as its chunk is read.
-
-    Each call sees the end of the previous chunk (``overlap_s``), the chunk, and
-    a look-ahead past its end, and returns the peaks inside the chunk; so a
-    peak near a border is detected whole and the network can use the beats of
-    a chunk while it processes that chunk.
-
-    Parameters
-    ----------
-    sfreq : float
-        Sampling rate (Hz).
-    overlap_s : float
-        Signal kept from the previous chunk.
-    """
-
-    def __init__(self, sfreq: float, overlap_s: float = 3.0):
-        self.sfreq = sfreq
-        self.overlap = int(round(overlap_s * sfreq))
-        self._tail = np.zeros(0)
-        self._kept_until = 0
-        self.peaks: list[np.ndarray] = []
-
-    def push(self, x: np.ndarray, start: int, lookahead: np.ndarray | None = None) -> np.ndarray:
-        """Detect the peaks of the chunk ``x`` (one filtered lead) starting at sample ``start``.
-
-        Parameters
-        ----------
-        x : ndarray, shape (n_times,)
-            The chunk.
-        start : int
-            Its first sample.
-        lookahead : ndarray, optional
-            Signal after the chunk (filtered in continuation), not consumed.
-
-        Returns
-        -------
-        ndarray of int64
-            Peaks in ``[start, start + len(x))`` not returned before.
-        """
-        from neurokit2.ecg.ecg_findpeaks import ecg_findpeaks  # heavy import, only for ECG
-
-        look = np.zeros(0) if lookahead is None else np.asarray(lookahead, float)
-        seg = np.concatenate([self._tail, x, look])
-        seg_start = start - self._tail.shape[0]
-        end = start + x.shape[0]
-        keep = np.zeros(0, np.int64)
-        if seg.shape[0] >= int(self.sfreq):
-            found = np.asarray(
-                ecg_findpeaks(seg, sampling_rate=int(round(self.sfreq)), method="neurokit")["ECG_R_Peaks"],
-                dtype=np.int64,
-            ) + seg_start
-            keep = found[(found >= self._kept_until) & (found < end)]
-            self.peaks.append(keep)
-        self._kept_until = max(self._kept_until, end)
-        body = np.concatenate([self._tail, x])
-        self._tail = body[-self.overlap:] if self.overlap else np.zeros(0)
-        return keep
-
-    def result(self) -> np.ndarray:
-        """All R-peak sample indices, sorted and unique."""
-        return np.unique(np.concatenate(self.peaks)) if self.peaks else np.zeros(0, np.int64)
 
 
 def beat_scores(score: np.ndarray, rpeaks: np.ndarray, sfreq: float, window_s, stat: str = "max") -> np.ndarray:
