@@ -14,15 +14,41 @@ calls, so chunked runs equal whole runs.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Mapping
+
 from spikewatch.errors import NetworkError
 from spikewatch.snn.backends.base import Runner
-from spikewatch.snn.backends.fast import FastRunner
-from spikewatch.snn.backends.loihi import LoihiRunner
-from spikewatch.snn.backends.nengo_backend import NengoRunner
 
-BACKENDS: dict[str, type[Runner]] = {"nengo": NengoRunner}
-BACKENDS["loihi"] = LoihiRunner
-BACKENDS["fast"] = FastRunner
+_WHERE = {"nengo": ("spikewatch.snn.backends.nengo_backend", "NengoRunner"),
+          "loihi": ("spikewatch.snn.backends.loihi", "LoihiRunner"),
+          "fast": ("spikewatch.snn.backends.fast", "FastRunner")}
+
+
+class _Backends(Mapping):
+    """Runner classes by backend name, each imported when first asked for (nengo-loihi is slow to
+    import and only the loihi backend needs it)."""
+
+    def __getitem__(self, name: str) -> type[Runner]:
+        module, attr = _WHERE[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def __iter__(self):
+        return iter(_WHERE)
+
+    def __len__(self) -> int:
+        return len(_WHERE)
+
+
+BACKENDS: Mapping[str, type[Runner]] = _Backends()
+
+
+def __getattr__(name: str):
+    """``FastRunner``, ``LoihiRunner``, ``NengoRunner``: imported on first access."""
+    for key, (_, attr) in _WHERE.items():
+        if attr == name:
+            return BACKENDS[key]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def open_runner(name: str, net, block_steps: int, backend=None) -> Runner:
