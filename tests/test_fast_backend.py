@@ -151,6 +151,17 @@ def test_fast_equals_nengo_with_other_inputs_and_score(mitdb):
     _assert_equivalent(cfg, sfreq, ev, beats)
 
 
+def test_fast_equals_nengo_with_heterosynaptic_depression_and_familiar_score(mitdb):
+    """STDP with a_decay (hard bounds), several neurons, the 'familiar' score on the event taps."""
+    cfg = load_config("ecg", network__n_neurons=4, network__score="familiar", network__score_inputs="events",
+                      network__familiarity_tau_s=5.0, stdp__bounds="hard", stdp__a_decay=0.05,
+                      stdp__a_plus=0.00125, stdp__a_minus=-0.0001, stdp__w_max=3.0)
+    sfreq, ev, beats = _events(mitdb / "106", 40.0, cfg)
+    fast, w = _assert_equivalent(cfg, sfreq, ev, beats)
+    assert not fast.score_in_loop
+    assert fast.familiarity.sum() > 0
+
+
 def test_stuck_level_is_exact():
     from spikewatch.snn.backends._kernels import stuck_level
 

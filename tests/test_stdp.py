@@ -343,6 +343,38 @@ def test_stdp_step_reference():
     np.testing.assert_allclose(out, [[0.1 * dx * 0.5, -0.2 * 2 * dy * 0.5]])
 
 
+def test_heterosynaptic_depression_reference():
+    """a_decay: every weight of a spiking neuron loses a_decay * (w - w_min), once per spike."""
+    w = np.array([[0.5, 0.3], [0.2, 0.4]])
+    kw = dict(a_plus=0.1, a_minus=-0.2, tau_plus=0.01, tau_minus=0.02, w_min=0.1, w_max=1.0,
+              learning_rate=0.5, dt=0.001, soft=False)
+    post = np.array([1.0, 0.0])
+    d0 = stdp_step(w, np.zeros(2), post, np.array([1.0, 0.0]), np.zeros(2), **kw)
+    d1 = stdp_step(w, np.zeros(2), post, np.array([1.0, 0.0]), np.zeros(2), a_decay=0.2, **kw)
+    np.testing.assert_allclose(d1 - d0, [[-0.5 * 0.2 * 0.4, -0.5 * 0.2 * 0.2], [0.0, 0.0]])
+
+
+def test_heterosynaptic_depression_converges_to_the_mean_pattern():
+    """Hard bounds + a_decay: the weights of a neuron spiking once per pattern converge to
+    (a_plus / a_decay) x the mean pre trace at its spikes (the average pattern)."""
+    rng = np.random.default_rng(0)
+    template = np.array([0.2, 1.0, 0.5, 0.0, 0.8, 0.3])
+    patterns = np.clip(template + rng.normal(0.0, 0.05, size=(200, 6)), 0.0, None)
+    w, y = np.full((1, 6), 0.5), np.zeros(1)
+    kw = dict(a_plus=0.02, a_minus=-1e-9, tau_plus=0.01, tau_minus=0.02, w_min=0.0, w_max=10.0,
+              learning_rate=1.0, dt=0.001, soft=False, a_decay=0.05)
+    for _ in range(10):
+        for x in patterns:
+            trace = x * math.exp(kw["dt"] / kw["tau_plus"])  # equals x after this step's decay
+            w = w + stdp_step(w, np.zeros(6), np.ones(1), trace, y, **kw)
+    np.testing.assert_allclose(w[0], 0.4 * patterns.mean(axis=0), rtol=0.05, atol=0.005)
+
+
+def test_a_decay_needs_a_finite_lower_bound():
+    with pytest.raises(ValidationError, match="finite w_min"):
+        STDP(a_decay=0.1, w_min=-np.inf)
+
+
 @pytest.mark.parametrize("bounds", ["hard", "soft"])
 def test_random_network_learns_within_bounds(bounds):
     """20 Poisson pre inputs -> 10 LIF neurons; the simulator equals a numpy replay."""

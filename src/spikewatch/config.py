@@ -64,11 +64,18 @@ class NetworkConfig(_Section):
     inhibition: float = Field(0.05, ge=0, description="Lateral inhibition weight between feature neurons.")
     w_init: float = Field(0.3, gt=0, description="Initial weights are uniform in [0, w_init] x w_max.")
     score_tau_s: float = Field(0.02, gt=0, description="Filter time constant for the activity used by the score (s).")
-    score: Literal["unexplained", "mismatch"] = Field(
+    score: Literal["unexplained", "mismatch", "familiar"] = Field(
         "unexplained",
         description="Score per step: 'mismatch' = 1 - cos(weights of the winning neuron, input); "
-        "'unexplained' = input size x (1 - activity-weighted cosine).",
+        "'unexplained' = input size x (1 - activity-weighted cosine); 'familiar' = 1 - cos(weights of "
+        "the most familiar neuron, input), the familiar neuron being the one with the most spikes "
+        "in the last familiarity_tau_s (the pattern the recording usually shows).",
     )
+    familiarity_tau_s: float = Field(
+        300.0, gt=0, description="Memory (s) of each neuron's spike count for the 'familiar' score.")
+    score_inputs: Literal["all", "events"] = Field(
+        "all", description="Inputs the score compares: all of them, or only the UP/DOWN event taps "
+        "(ECG: the beat's shape without the rhythm input).")
     gate_weight: float = Field(
         0.0, ge=0,
         description="Strength of the gate train onto every feature neuron (0 = no gate). ECG: one gate "
@@ -100,6 +107,10 @@ class STDPConfig(_Section):
         "modality, lead count or event rate.",
     )
     bounds: Literal["hard", "soft"] = Field("soft", description="Hard clip or soft (multiplicative) bounds.")
+    a_decay: float = Field(
+        0.0, ge=0, description="Heterosynaptic depression per post spike: every weight of a spiking neuron "
+        "loses this fraction of (w - w_min). With hard bounds a neuron's weights then converge to "
+        "a_plus / a_decay times the mean input pattern at its spikes (0 = off).")
 
     @model_validator(mode="after")
     def _order(self):

@@ -139,6 +139,7 @@ class SimSTDP(Operator):
             soft=r.bounds == "soft",
             learning_rate=r.learning_rate,
             dt=dt,
+            a_decay=r.a_decay,
         )
 
         def step_simstdp():

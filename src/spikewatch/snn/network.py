@@ -141,6 +141,9 @@ class DetectorNetwork:
         self.gated = self.net.gate_weight > 0
         self.feed = EventFeed(groups, self.dt, gate=self.gated)
         self.n_pre = self.feed.size_pre
+        # the inputs the score compares (all, or the UP/DOWN taps without the rhythm input)
+        n_events = 2 * self.n_channels * len(self.delay_steps)
+        self.score_cols = slice(None) if self.net.score_inputs == "all" else slice(0, n_events)
         rng = np.random.default_rng(self.seed)
         if self.weights is None:
             hi = self.net.w_init * self.stdp.w_max * self.weight_scale
@@ -166,6 +169,7 @@ class DetectorNetwork:
                     a_plus=self.stdp.a_plus * k, a_minus=self.stdp.a_minus * k,
                     tau_plus=self.stdp.tau_plus, tau_minus=self.stdp.tau_minus,
                     w_min=self.stdp.w_min * k, w_max=self.stdp.w_max * k, bounds=self.stdp.bounds,
+                    a_decay=self.stdp.a_decay,
                 )
             self.conn = nengo.Connection(
                 pre, self.features.neurons, transform=w0,
@@ -260,7 +264,8 @@ def weight_scale_for(events: np.ndarray, sfreq: float, net: NetworkConfig,
     return 1.0 / max(rate, 1.0)
 
 
-def anomaly_score(u: np.ndarray, a: np.ndarray, w: np.ndarray, mode: str = "unexplained") -> np.ndarray:
+def anomaly_score(u: np.ndarray, a: np.ndarray, w: np.ndarray, mode: str = "unexplained",
+                  ref: int = 0) -> np.ndarray:
     """Anomaly score per step from the input, the network activity and the weights.
 
     Parameters
@@ -271,13 +276,19 @@ def anomaly_score(u: np.ndarray, a: np.ndarray, w: np.ndarray, mode: str = "unex
         Filtered feature-neuron activity.
     w : ndarray, shape (n_neurons, n_pre)
         Input weights.
-    mode : {"unexplained", "mismatch"}
+    mode : {"unexplained", "mismatch", "familiar"}
+        ``"familiar"``: ``1 - cos(W_ref, u)``, how badly the input matches
+        the pattern of neuron ``ref`` (the runner passes the most familiar
+        neuron: the one that spiked most over the last
+        ``familiarity_tau_s``), whatever the current winner.
         ``"mismatch"``: ``1 - cos(W_k, u)`` with ``k`` the currently most
         active neuron (the network's winner; 1 when no neuron is active): how
         badly the pattern the network chose matches the input, whatever its
         size. ``"unexplained"``: ``|u|_1 * (1 - match)`` with ``match`` the
         activity-weighted cosine over all neurons: the amount of input the
         learned patterns do not explain.
+    ref : int
+        The familiar neuron (``"familiar"`` mode only).
 
     Returns
     -------
@@ -286,6 +297,8 @@ def anomaly_score(u: np.ndarray, a: np.ndarray, w: np.ndarray, mode: str = "unex
     u = np.maximum(u, 0.0)
     wn = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
     un = np.linalg.norm(u, axis=1)
+    if mode == "familiar":
+        return 1.0 - (u @ wn[ref]) / np.maximum(un, 1e-12)
     a = np.maximum(a, 0.0)
     total = a.sum(axis=1)
     if mode == "mismatch":

@@ -71,7 +71,12 @@ class STDP(LearningRuleType):
        step's spikes are added, so spikes in the same step do not pair
        (:math:`\Delta t = 0` gives no change);
     3. traces accumulate: ``x += pre_counts``, ``y += post_counts``;
-    4. bounds: ``"hard"`` clips, ``delta = clip(w + delta, w_min, w_max) - w``;
+    4. heterosynaptic depression (if ``a_decay > 0``): every weight of a neuron
+       that spikes decays towards ``w_min``, ``delta -= learning_rate * a_decay
+       * post_counts[:, None] * (w - w_min)``; with hard bounds and this term,
+       a neuron's weights converge to ``(a_plus / a_decay)`` times the mean pre
+       trace at its spikes: the average input pattern it responds to;
+    5. bounds: ``"hard"`` clips, ``delta = clip(w + delta, w_min, w_max) - w``;
        ``"soft"`` first scales the potentiation term by
        ``(w_max - w) / (w_max - w_min)`` and the depression term by
        ``(w - w_min) / (w_max - w_min)``, then applies the same clip.
@@ -102,6 +107,10 @@ class STDP(LearningRuleType):
     bounds : {"hard", "soft"}, optional
         How the bounds are enforced (see above). ``"soft"`` requires finite
         bounds.
+    a_decay : float, optional
+        Heterosynaptic depression per post spike (fraction of ``w - w_min``
+        lost by every weight of the spiking neuron); >= 0, default 0 (off).
+        Non-zero values require a finite ``w_min``.
     learning_rate : float, optional
         Overall multiplier of every weight change (>= 0). With the default
         1.0, ``a_plus`` and ``a_minus`` are the per-pair amplitudes. Unlike
@@ -109,7 +118,7 @@ class STDP(LearningRuleType):
 
     Attributes
     ----------
-    a_plus, a_minus, tau_plus, tau_minus, w_min, w_max : float
+    a_plus, a_minus, tau_plus, tau_minus, w_min, w_max, a_decay : float
         As given.
     bounds : str
         ``"hard"`` or ``"soft"``.
@@ -160,6 +169,7 @@ class STDP(LearningRuleType):
     w_min = _RealParam("w_min", finite=False, readonly=True, default=0.0)
     w_max = _RealParam("w_max", finite=False, readonly=True, default=1.0)
     bounds = EnumParam("bounds", values=("hard", "soft"), readonly=True, default="hard")
+    a_decay = _RealParam("a_decay", low=0, readonly=True, default=0.0)
 
     def __init__(
         self,
@@ -171,6 +181,7 @@ class STDP(LearningRuleType):
         w_max=Default,
         bounds=Default,
         learning_rate=Default,
+        a_decay=Default,
     ):
         super().__init__(learning_rate, size_in=0)
         self.a_plus = a_plus
@@ -180,7 +191,14 @@ class STDP(LearningRuleType):
         self.w_min = w_min
         self.w_max = w_max
         self.bounds = bounds
+        self.a_decay = a_decay
 
+        if self.a_decay > 0 and not math.isfinite(self.w_min):
+            raise ValidationError(
+                "Heterosynaptic depression (a_decay > 0) needs a finite w_min",
+                attr="a_decay",
+                obj=self,
+            )
         if not self.w_min < self.w_max:
             raise ValidationError(
                 f"w_min ({self.w_min}) must be less than w_max ({self.w_max})",
@@ -237,6 +255,7 @@ def stdp_step(
     soft,
     learning_rate,
     dt,
+    a_decay=0.0,
     out=None,
 ):
     """Advance the STDP traces by one step and return the weight change.
@@ -268,6 +287,8 @@ def stdp_step(
         Overall multiplier of the weight change.
     dt : float
         Step length in seconds.
+    a_decay : float
+        Heterosynaptic depression per post spike (0: off).
     out : (n_post, n_pre) ndarray, optional
         Array to write the weight change into.
 
@@ -288,7 +309,10 @@ def stdp_step(
         span = w_max - w_min
         ltp *= (w_max - weights) / span
         ltd *= (weights - w_min) / span
-    target = np.clip(weights + ltp + ltd, w_min, w_max)
+    target = weights + ltp + ltd
+    if a_decay:  # every weight of a spiking neuron decays towards w_min
+        target = target - (learning_rate * a_decay) * (post_counts[:, None] * (weights - w_min))
+    target = np.clip(target, w_min, w_max)
 
     pre_trace += pre_counts
     post_trace += post_counts

@@ -54,7 +54,7 @@ import numpy as np
 # float constants
 (F_DT, F_TAU_RC, F_TAU_REF, F_MIN_V, F_AMP, F_EXPM1_DT, F_A_U, F_B_U, F_A_A, F_B_A,
  F_C_PLUS, F_C_MINUS, F_W_MIN, F_W_MAX, F_DECAY_PRE, F_DECAY_POST, F_STUCK_U, F_STUCK_A,
- F_STUCK_PRE, F_STUCK_POST, N_FPAR) = range(21)
+ F_STUCK_PRE, F_STUCK_POST, F_C_DECAY, N_FPAR) = range(22)
 # integer constants
 (I_U_SYN, I_A_SYN, I_LEARN, I_SOFT, I_LEARNED_CONN, I_SCORE, I_BLOCK, N_IPAR) = range(8)
 # integer state
@@ -89,7 +89,7 @@ def stuck_level(a: float) -> float:
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
-def _stdp_delta(w, post_c, pre_c, x, y, c_plus, c_minus, w_min, w_max, soft):  # pragma: no cover
+def _stdp_delta(w, post_c, pre_c, x, y, c_plus, c_minus, w_min, w_max, soft, c_decay):  # pragma: no cover
     """One entry of :func:`spikewatch.snn.stdp.stdp_step`, with the same float operations."""
     ltp = c_plus * (post_c * x)
     ltd = c_minus * (y * pre_c)
@@ -98,6 +98,8 @@ def _stdp_delta(w, post_c, pre_c, x, y, c_plus, c_minus, w_min, w_max, soft):  #
         ltp = ltp * ((w_max - w) / span)
         ltd = ltd * ((w - w_min) / span)
     target = w + ltp + ltd
+    if c_decay != 0.0:  # heterosynaptic depression of a spiking neuron's weights
+        target = target - c_decay * (post_c * (w - w_min))
     if target < w_min:  # np.clip: minimum(maximum(x, lo), hi)
         target = w_min
     if target > w_max:
@@ -265,6 +267,7 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
     a_u, b_u = fpar[F_A_U], fpar[F_B_U]
     a_a, b_a = fpar[F_A_A], fpar[F_B_A]
     c_plus, c_minus = fpar[F_C_PLUS], fpar[F_C_MINUS]
+    c_decay = fpar[F_C_DECAY]
     w_min, w_max = fpar[F_W_MIN], fpar[F_W_MAX]
     span = w_max - w_min
     dec_pre, dec_post = fpar[F_DECAY_PRE], fpar[F_DECAY_POST]
@@ -482,7 +485,7 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
                     pre_c = pre[j] * dt
                     for i in range(n_post):
                         delta[j, i] = _stdp_delta(wt[j, i], post_c[i], pre_c, xtr[j] + x_park[j],
-                                                  ytr[i] + y_park[i], c_plus, c_minus, w_min, w_max, soft)
+                                                  ytr[i] + y_park[i], c_plus, c_minus, w_min, w_max, soft, c_decay)
             else:
                 for q in range(n_act):  # columns of the active inputs
                     j = act[q]
@@ -504,17 +507,17 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
                             i = parked_rows[p]
                             if not wt[j, i] > w_big:
                                 delta[j, i] = _stdp_delta(wt[j, i], 0.0, pre_c, x, y_park[i],
-                                                          c_plus, c_minus, w_min, w_max, soft)
+                                                          c_plus, c_minus, w_min, w_max, soft, c_decay)
                     else:
                         for i in range(n_post):
                             delta[j, i] = _stdp_delta(wt[j, i], post_c[i], pre_c, x, ytr[i] + y_park[i],
-                                                      c_plus, c_minus, w_min, w_max, soft)
+                                                      c_plus, c_minus, w_min, w_max, soft, c_decay)
                     tcol[j] = 1
                 for q in range(n_spk):  # rows of the spiking neurons (unparked at the spike)
                     i = spiked[q]
                     for j in range(n_pre):
                         delta[j, i] = _stdp_delta(wt[j, i], post_c[i], pre[j] * dt, xtr[j] + x_park[j],
-                                                  ytr[i], c_plus, c_minus, w_min, w_max, soft)
+                                                  ytr[i], c_plus, c_minus, w_min, w_max, soft, c_decay)
                     trow[i] = 1
             for q in range(n_act):  # x + 0.0 == x for the other (nonnegative) traces
                 j = act[q]

@@ -28,6 +28,14 @@ class Runner(ABC):
         self.block_steps = max(int(block_steps), 1)
         self.steps = 0  # steps simulated so far
         self._w_block = None
+        # familiarity: each neuron's spike count, decaying with familiarity_tau_s, updated at
+        # every block start (blocks are aligned to the run start, so chunking never matters)
+        n = net.net.n_neurons
+        self.familiarity = np.zeros(n)
+        self._block_spikes = np.zeros(n)
+        tau = net.net.familiarity_tau_s if hasattr(net.net, "familiarity_tau_s") else 300.0
+        self._fam_decay = float(np.exp(-self.block_steps * net.dt / tau))
+        self._ref = 0
 
     @abstractmethod
     def weights(self) -> np.ndarray:
@@ -66,9 +74,16 @@ class Runner(ABC):
             k = min(self.block_steps - self.steps % self.block_steps, n_steps - done)
             if self.steps % self.block_steps == 0 or self._w_block is None:
                 self._w_block = self.weights()
+                if self.steps % self.block_steps == 0 and self.steps > 0:
+                    self.familiarity = self.familiarity * self._fam_decay + self._block_spikes
+                    self._block_spikes[:] = 0
+                self._ref = int(np.argmax(self.familiarity))
             u, a, spikes = self._simulate(events[:, done:done + k])
-            score[done:done + k] = anomaly_score(u, a, self._w_block, self.net.net.score)
+            cols = getattr(self.net, "score_cols", slice(None))
+            score[done:done + k] = anomaly_score(u[:, cols], a, self._w_block[:, cols], self.net.net.score,
+                                                 self._ref)
             counts[done:done + k] = spikes
+            self._block_spikes += spikes.sum(axis=0)
             done += k
             self.steps += k
         return score, counts

@@ -284,13 +284,14 @@ class FastSpec:
         rule = net.conn.learning_rule_type
         self.learn = rule is not None
         if rule is None:
-            self.c_plus = self.c_minus = 0.0
+            self.c_plus = self.c_minus = self.c_decay = 0.0
             self.w_min, self.w_max, self.soft = -np.inf, np.inf, False
             self.decay_pre = self.decay_post = 1.0
         elif type(rule) is STDP:
             # the constants spikewatch.snn.stdp.stdp_step computes
             self.c_plus = rule.learning_rate * rule.a_plus
             self.c_minus = rule.learning_rate * rule.a_minus
+            self.c_decay = rule.learning_rate * rule.a_decay
             self.w_min, self.w_max = float(rule.w_min), float(rule.w_max)
             self.soft = rule.bounds == "soft"
             self.decay_pre = math.exp(-dt / rule.tau_plus)
@@ -323,7 +324,7 @@ class FastSpec:
         f[K.F_MIN_V], f[K.F_AMP], f[K.F_EXPM1_DT] = self.min_voltage, self.amplitude, self.expm1_dt
         f[K.F_A_U], f[K.F_B_U] = self.syn_u or (0.0, 0.0)
         f[K.F_A_A], f[K.F_B_A] = self.syn_a or (0.0, 0.0)
-        f[K.F_C_PLUS], f[K.F_C_MINUS] = self.c_plus, self.c_minus
+        f[K.F_C_PLUS], f[K.F_C_MINUS], f[K.F_C_DECAY] = self.c_plus, self.c_minus, self.c_decay
         f[K.F_W_MIN], f[K.F_W_MAX] = self.w_min, self.w_max
         f[K.F_DECAY_PRE], f[K.F_DECAY_POST] = self.decay_pre, self.decay_post
         f[K.F_STUCK_U], f[K.F_STUCK_A] = K.stuck_level(f[K.F_A_U]), K.stuck_level(f[K.F_A_A])
@@ -405,7 +406,8 @@ class FastRunner(Runner):
         super().__init__(net, block_steps)
         spec = self.spec = FastSpec(net)
         n, p = spec.n_post, spec.n_pre
-        mode = compiled_score(net) if spec.u_idx.size == p else K.SCORE_NONE
+        all_cols = getattr(net, "score_cols", slice(None)) == slice(None)
+        mode = compiled_score(net) if spec.u_idx.size == p and all_cols else K.SCORE_NONE
         self.score_in_loop = mode != K.SCORE_NONE
         self._const = spec.arrays(self.block_steps, mode)
         self._trace_const = dict(self._const, ipar=spec.arrays(self.block_steps, K.SCORE_NONE)["ipar"])
