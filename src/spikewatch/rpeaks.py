@@ -38,9 +38,9 @@ import numpy as np
 # integer state
 _NRAW, _TS, _TA, _NQ, _QPREV, _OPEN, _BEG, _SUMLEN, _NLEN, _LAST = range(10)
 _NI = 10
-# float state: running means of the two boxcars, last |gradient|, last smoothed gradient
-_MS, _MA, _GLAST, _SLAST = range(4)
-_NF = 4
+# float state: running means of the two boxcars, last smoothed gradient
+_MS, _MA, _SLAST = range(3)
+_NF = 3
 # parameters
 _K1, _H1, _K2, _H2, _MINDELAY, _MAXLEN, _MASK = range(7)
 
