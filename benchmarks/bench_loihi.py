@@ -41,6 +41,7 @@ warnings.filterwarnings("ignore")
 import spikewatch.analysis as analysis  # noqa: E402
 from spikewatch.bundle import learn_bundle  # noqa: E402
 from spikewatch.data import data_root  # noqa: E402
+from spikewatch.detect import detection_level  # noqa: E402
 from spikewatch.jobs import resolve_job  # noqa: E402
 from spikewatch.loihi_report import resource_rows  # noqa: E402
 
@@ -107,14 +108,18 @@ def _corr(a, b):
     return float(np.corrcoef(a[ok], b[ok])[0, 1]) if ok.sum() > 1 else float("nan")
 
 
-def compare(ref, other, sp_ref, sp_other, z):
-    fr, fo = ref.beat_z > z, other.beat_z > z
+def compare(ref, other, sp_ref, sp_other, det):
+    level_ref, thr, _ = detection_level(ref.beat_score, ref.beat_z, det)
+    level_other, _, _ = detection_level(other.beat_score, other.beat_z, det)
+    with np.errstate(invalid="ignore"):
+        fr, fo = level_ref > thr, level_other > thr
     return {
         "events_ref": len(ref.events), "events": len(other.events),
         "ref_events_found": sum(overlaps(e, other.events) for e in ref.events),
         "extra_events": sum(not overlaps(e, ref.events) for e in other.events),
         "flagged_beats_ref": int(fr.sum()), "flagged_beats": int(fo.sum()), "flagged_beats_both": int((fr & fo).sum()),
         "beat_z_corr": _corr(ref.beat_z, other.beat_z),
+        "beat_score_corr": _corr(ref.beat_score, other.beat_score),
         "score_rel_err": float(np.abs(ref.score - other.score).sum() / np.abs(ref.score).sum()),
         "spikes_ref": int(sp_ref.sum()), "spikes": int(sp_other.sum()),
         "ref_spikes_matched": coincidence(sp_ref, sp_other), "spikes_matched": coincidence(sp_other, sp_ref),
@@ -139,13 +144,12 @@ def main():
         start, stop = args.train, args.train + args.test
         out = {t: run(rec, cfg, bundle, t, start, stop) for t in TARGETS}
         ref, sp_ref, rr = out["nengo"]
-        z = cfg.detection.z_threshold
         r = {"learn_s": round(learn_s, 1), "beats": int(len(ref.rpeaks)), "speed_steps_per_s": {}, "cpu_s_per_hour": {}}
         for t in TARGETS:
             r["speed_steps_per_s"][t] = round(out[t][2].steps / out[t][2].wall, 1)
             r["cpu_s_per_hour"][t] = round(out[t][2].cpu * 3600 / (stop - start), 1)
         for t in TARGETS[1:]:
-            r[t] = compare(ref, out[t][0], sp_ref, out[t][1], z)
+            r[t] = compare(ref, out[t][0], sp_ref, out[t][1], cfg.detection)
             totals[t]["found"] += r[t]["ref_events_found"]
             totals[t]["ref"] += r[t]["events_ref"]
             totals[t]["extra"] += r[t]["extra_events"]

@@ -144,7 +144,8 @@ def test_fast_equals_nengo_on_michigan_eeg(data_dir):
 @pytest.mark.skipif("gate_weight" not in NetworkConfig.model_fields, reason="network has no gate input")
 def test_fast_equals_nengo_with_other_inputs_and_score(mitdb):
     """Other beat/gate settings, the other score formula, plain (hard) weight bounds."""
-    other = {"unexplained": "mismatch", "mismatch": "unexplained"}[load_config("ecg").network.score]
+    other = {"unexplained": "mismatch", "mismatch": "unexplained", "familiar": "mismatch"}[
+        load_config("ecg").network.score]
     cfg = load_config("ecg", network__gate_weight=2.0, network__rhythm_delays_s=[0.3, 0.6, 0.9],
                       network__score=other, stdp__bounds="hard")
     sfreq, ev, beats = _events(mitdb / "106", 30.0, cfg)

@@ -20,6 +20,7 @@ import pytest
 
 from spikewatch.bundle import learn_bundle, save_bundle
 from spikewatch.cli import main
+from spikewatch.config import load_config
 from spikewatch.errors import NetworkError
 from spikewatch.jobs import resolve_job, run_job
 from spikewatch.preprocess import CausalFilter
@@ -78,10 +79,11 @@ def test_emulator_flags_the_reference_events(mitdb, deployed, tmp_path):
     assert s["backend"] == "loihi" and rep["target"] == "sim"
     core = rep["resources"]["cores"][0]
     assert rep["resources"]["fits_one_chip"] and rep["resources"]["n_cores"] == 1
-    assert core["compartments"] == 24
+    n = load_config("ecg").network.n_neurons
+    assert core["compartments"] == n
     groups = [q for q in rep["quantisation"]["synapses"] if q["kind"] == "recurrent"]
-    # input axons = the host's (bit planes + gate units) + 24 per inhibition synapse group
-    assert core["input_axons"] == rep["resources"]["host_input_axons"] + 24 * len(groups)
+    # input axons = the host's (bit planes + gate units) + n per inhibition synapse group
+    assert core["input_axons"] == rep["resources"]["host_input_axons"] + n * len(groups)
     assert 0 < core["synapse_memory_bytes"] <= core["synapse_memory_max_bytes"]
     assert rep["overflows"] == 0
     e = rep["energy"]

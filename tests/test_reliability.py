@@ -365,7 +365,8 @@ def test_sigkill_during_analyze_then_rerun(mitdb, tmp_path):
 
 def test_sigkill_while_analysing_leaves_nothing(mitdb, tmp_path):
     out = tmp_path / "out"
-    proc = _analyze(mitdb / "106", out, "--backend", "nengo")  # the reference simulator: still running at 4 s
+    # the reference simulator on the whole record (the later --stop wins): still running at 4 s
+    proc = _analyze(mitdb / "106", out, "--backend", "nengo", "--stop", "1800")
     time.sleep(4.0)  # imports done, reading and simulating
     assert proc.poll() is None
     os.kill(proc.pid, signal.SIGKILL)

@@ -205,10 +205,11 @@ def test_report_html_content(ecg_runs, analysis, cfg_file, tmp_path):
     for title in ("Recording and provenance", "Anomaly score over time", "Flagged events", "Network activity",
                   "STDP weights: start, end, change", "STDP weight change over time"):
         assert f">{title}</a>" in text, title
-    assert len(re.findall(r">Event \d+: ", text)) == n_events
+    shown = min(n_events, load_config("ecg").report.max_event_sections)  # the highest-scoring ones
+    assert n_events > 0 and len(re.findall(r">Event \d+: ", text)) == shown
     assert "re-encoded from the analysis start" in text  # the first event's warm-up reaches the start
     imgs = _images(text)[1:]  # after MNE's logo: overview, one per event, raster, weights, weight change
-    assert len(imgs) == 1 + n_events + 3
+    assert len(imgs) == 1 + shown + 3
     for data in imgs:
         with Image.open(io.BytesIO(data)) as im:
             assert im.format in ("PNG", "WEBP") and 300 <= im.size[0] <= 850 and im.size[1] > 150
@@ -219,7 +220,8 @@ def test_report_html_content(ecg_runs, analysis, cfg_file, tmp_path):
     text1 = (f1 / "report.html").read_text(encoding="utf-8")
     assert len(re.findall(r">Event \d+: ", text1)) == 1
     best = max(result.events, key=lambda e: e.score)
-    assert f">Event 1: {best.onset:.2f} s, z = {best.score:.1f}<" in text1
+    what = "score" if cfg1.detection.threshold_on == "score" else "z"
+    assert f">Event 1: {best.onset:.2f} s, {what} = {best.score:.2f}<" in text1
     assert not (f1 / "recording.edf").exists()
 
 

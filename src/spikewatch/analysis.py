@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from spikewatch.config import Config
-from spikewatch.detect import (Event, RPeakStream, beat_scores, make_events, robust_z,
-                               window_scores)
+from spikewatch.detect import (Event, RPeakStream, beat_scores, detection_level, make_events,
+                               robust_z, window_scores)
 from spikewatch.errors import RecordingError, SpikewatchError
 from spikewatch.preprocess import CausalFilter
 from spikewatch.quality import SignalQuality, input_memory_s
@@ -290,14 +290,16 @@ def analyze(rec, cfg: Config, *, start: float | None = None, stop: float | None 
         bs = beat_scores(score, rp, sfreq, det.beat_window_s, det.beat_stat)
         w0, w1 = (int(round(w * sfreq)) for w in det.beat_window_s)
         result.beat_score, result.beat_z, n_out = scored(bs, rp / sfreq, rp + w0, rp + w1)
-        result.events = make_events(rp / sfreq, result.beat_z, det.event_span_s, det, channels_for)
+        level, thr, _ = detection_level(result.beat_score, result.beat_z, det)
+        result.events = make_events(rp / sfreq, level, det.event_span_s, det, channels_for, thr)
     else:
         on, ws = window_scores(score, sfreq, det.window_s)
         first = np.round(on * sfreq).astype(np.int64)
         width = max(int(round(det.window_s * sfreq)), 1)
         result.window_onsets = on
         result.window_score, result.window_z, n_out = scored(ws, on, first, first + width - 1)
-        result.events = make_events(on, result.window_z, (0.0, det.window_s), det, channels_for)
+        level, thr, _ = detection_level(result.window_score, result.window_z, det)
+        result.events = make_events(on, level, (0.0, det.window_s), det, channels_for, thr)
     if quality is not None:
         result.quality_events = [Event(round(sp.onset + result.start_s, 4), sp.duration, float("nan"), sp.channels,
                                        "signal_quality") for sp in quality.spans()]

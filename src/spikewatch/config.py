@@ -71,6 +71,11 @@ class NetworkConfig(_Section):
         "the most familiar neuron, input), the familiar neuron being the one with the most spikes "
         "in the last familiarity_tau_s (the pattern the recording usually shows).",
     )
+    gain_spread: float = Field(
+        0.0, ge=0, lt=1,
+        description="Feature neuron i gets LIF gain 1 - gain_spread * i / (n_neurons - 1): a fixed order of "
+        "excitability, so the most excitable neuron takes the usual pattern and the others win (and "
+        "learn) only what it matches poorly. 0 = all gains 1.")
     familiarity_tau_s: float = Field(
         300.0, gt=0, description="Memory (s) of each neuron's spike count for the 'familiar' score.")
     score_inputs: Literal["all", "events"] = Field(
@@ -124,6 +129,11 @@ class DetectionConfig(_Section):
 
     baseline_s: float = Field(300.0, gt=0, description="Running baseline length for the robust z-score (s).")
     z_threshold: float = Field(5.0, gt=0, description="Robust z-score above which a beat/window is anomalous.")
+    threshold_on: Literal["z", "score"] = Field(
+        "z", description="What is thresholded: the robust z-score (z_threshold) or the score itself "
+        "(score_threshold; for scale-free scores such as 'familiar', a cosine mismatch).")
+    score_threshold: float = Field(
+        0.08, gt=0, description="Score above which a beat/window is anomalous when threshold_on is 'score'.")
     window_s: float = Field(1.0, gt=0, description="Score window for EEG (s).")
     beat_window_s: list[float] = Field(
         default_factory=lambda: [-0.1, 0.15], description="Window around each R-peak scored as that beat (s)."

@@ -103,8 +103,31 @@ def robust_z(values: np.ndarray, times: np.ndarray, baseline_s: float, min_count
     return np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
 
 
+def detection_level(scores: np.ndarray, z: np.ndarray, cfg: DetectionConfig) -> tuple[np.ndarray, float, str]:
+    """The per-item value that is thresholded, the threshold and its name.
+
+    Parameters
+    ----------
+    scores, z : ndarray
+        Per-beat/window scores and their robust z-scores.
+    cfg : DetectionConfig
+        ``threshold_on`` picks ``z`` (against ``z_threshold``) or the score
+        itself (against ``score_threshold``).
+
+    Returns
+    -------
+    level : ndarray
+    threshold : float
+    name : str
+        ``"z"`` or ``"score"``.
+    """
+    if cfg.threshold_on == "score":
+        return np.asarray(scores, float), cfg.score_threshold, "score"
+    return np.asarray(z, float), cfg.z_threshold, "z"
+
+
 def make_events(times: np.ndarray, z: np.ndarray, span_s, cfg: DetectionConfig,
-                channels_for=None) -> list[Event]:
+                channels_for=None, threshold: float | None = None) -> list[Event]:
     """Merge flagged items into events.
 
     Parameters
@@ -112,19 +135,24 @@ def make_events(times: np.ndarray, z: np.ndarray, span_s, cfg: DetectionConfig,
     times : ndarray
         Reference time of each beat/window (s).
     z : ndarray
-        Their robust z-scores.
+        The thresholded value of each item (robust z-scores, or scores: see
+        :func:`detection_level`); NaN (unscored) is never flagged.
     span_s : (float, float)
         Span of one flagged item relative to its time (s).
     cfg : DetectionConfig
         Threshold, merging and duration rules.
     channels_for : callable, optional
         ``channels_for(onset, offset) -> list[str]`` naming the channels involved.
+    threshold : float, optional
+        Flag items above this value (default ``cfg.z_threshold``).
 
     Returns
     -------
     list of Event
     """
-    flagged = np.flatnonzero((z > cfg.z_threshold) & (times >= cfg.warmup_s))
+    thr = cfg.z_threshold if threshold is None else threshold
+    with np.errstate(invalid="ignore"):
+        flagged = np.flatnonzero((z > thr) & (times >= cfg.warmup_s))
     events: list[Event] = []
     cur = None
     for i in flagged:

@@ -27,6 +27,7 @@ from matplotlib.figure import Figure
 from spikewatch import __version__
 from spikewatch.analysis import ACTIVITY_BIN_S, AnalysisResult
 from spikewatch.config import Config
+from spikewatch.detect import detection_level
 from spikewatch.preprocess import CausalFilter
 from spikewatch.snn.encoding import DeltaEncoder
 
@@ -88,10 +89,12 @@ def _shade_quality(ax, result: AnalysisResult, label: bool = False):
 
 
 def _detection_series(result: AnalysisResult, cfg: Config):
-    """(times from the recording start, z, label) of the scored items."""
+    """(times from the recording start, thresholded value, label) of the scored items."""
     if result.modality == "ecg":
-        return result.start_s + result.rpeaks / result.sfreq, result.beat_z, "beat"
-    return result.start_s + result.window_onsets + cfg.detection.window_s / 2, result.window_z, "window"
+        level, _, _ = detection_level(result.beat_score, result.beat_z, cfg.detection)
+        return result.start_s + result.rpeaks / result.sfreq, level, "beat"
+    level, _, _ = detection_level(result.window_score, result.window_z, cfg.detection)
+    return result.start_s + result.window_onsets + cfg.detection.window_s / 2, level, "window"
 
 
 def overview_figure(result: AnalysisResult, cfg: Config) -> Figure:
@@ -124,12 +127,12 @@ def overview_figure(result: AnalysisResult, cfg: Config) -> Figure:
     item_score = result.beat_score if result.modality == "ecg" else result.window_score
     a1.plot(times[:len(item_score)], item_score, ".", ms=2.5, color="tab:orange", label=f"{kind} score")
     a1.legend(loc="upper right", fontsize=7, frameon=False)
-    thr = cfg.detection.z_threshold
-    flagged = z >= thr
-    a2.plot(times[~flagged], z[~flagged], ".", ms=2.5, color="tab:blue", label=f"{kind} z")
-    a2.plot(times[flagged], z[flagged], "v", ms=5, color="tab:red", label=f"{kind} z ≥ threshold")
-    a2.axhline(thr, color="tab:red", ls="--", lw=1, label=f"threshold z = {thr:g}")
-    a2.set_ylabel(f"robust z of\n{kind} scores")
+    _, thr, what = detection_level(np.zeros(0), np.zeros(0), cfg.detection)
+    flagged = z > thr
+    a2.plot(times[~flagged], z[~flagged], ".", ms=2.5, color="tab:blue", label=f"{kind} {what}")
+    a2.plot(times[flagged], z[flagged], "v", ms=5, color="tab:red", label=f"{kind} {what} > threshold")
+    a2.axhline(thr, color="tab:red", ls="--", lw=1, label=f"threshold {what} = {thr:g}")
+    a2.set_ylabel(f"robust z of\n{kind} scores" if what == "z" else f"{kind} score\n(thresholded)")
     a2.set_xlabel("time from the recording start (s)")
     a2.set_xlim(result.start_s, end)
     a2.legend(loc="lower left", bbox_to_anchor=(0, 1), fontsize=7, ncols=4, frameon=False)
@@ -220,9 +223,10 @@ def event_figure(result: AnalysisResult, rec, cfg: Config, event) -> tuple[Figur
         bt, bz, _ = _detection_series(result, cfg)
         sel = (bt >= times[0]) & (bt <= times[-1])
         for tb, zb in zip(bt[sel], bz[sel]):
-            hit = zb >= cfg.detection.z_threshold
+            _, thr, what = detection_level(np.zeros(0), np.zeros(0), cfg.detection)
+            hit = zb > thr
             a.axvline(tb, color="tab:red" if hit else "tab:blue", lw=0.8, alpha=0.6)
-            a.annotate(f"z {zb:.1f}", (tb, 1), xycoords=("data", "axes fraction"), fontsize=6,
+            a.annotate(f"{what} {zb:.2f}" if what == "score" else f"z {zb:.1f}", (tb, 1), xycoords=("data", "axes fraction"), fontsize=6,
                        ha="center", va="bottom", color="tab:red" if hit else "tab:blue")
     a.set_ylabel("anomaly\nscore", fontsize=8)
     a.set_xlabel("time from the recording start (s)")
@@ -408,7 +412,7 @@ def _quality_html(result: AnalysisResult, limit: int = 200) -> str:
             + _table(rows, ["onset (s)", "duration (s)", "channel: reason"]) + more)
 
 
-def _events_html(result: AnalysisResult, shown: int, limit: int = 200) -> str:
+def _events_html(result: AnalysisResult, shown: int, what: str = "z", limit: int = 200) -> str:
     if not result.events:
         return "<p>No event was flagged.</p>" + _quality_html(result)
     rows = [(f"{e.onset:.3f}", f"{e.duration:.3f}", e.trial_type, f"{e.score:.2f}", ", ".join(e.channels))
@@ -417,7 +421,7 @@ def _events_html(result: AnalysisResult, shown: int, limit: int = 200) -> str:
             if len(result.events) > limit else "")
     note = (f"<p class='small'>The event sections below show the {shown} highest-scoring of "
             f"{len(result.events)} events (report.max_event_sections).</p>")
-    return (_table(rows, ["onset (s)", "duration (s)", "type", "score (z)", "channels"]) + more + note
+    return (_table(rows, ["onset (s)", "duration (s)", "type", f"score ({what})", "channels"]) + more + note
             + _quality_html(result))
 
 
@@ -445,19 +449,22 @@ def build_html(result: AnalysisResult, rec, cfg: Config, summary: dict, scratch:
     rid = summary["recording_id"]
     # WebP (lossless) set explicitly: smaller and faster than PNG, and independent of MNE's config
     rep = mne.Report(title=f"spikewatch report: {rid}", image_format="webp", verbose="error")
-    thr = cfg.detection.z_threshold
+    _, thr, what = detection_level(np.zeros(0), np.zeros(0), cfg.detection)
     kind = "beat" if result.modality == "ecg" else f"{cfg.detection.window_s:g} s window"
+    rule = (f"robust z-score of each {kind}'s score against the previous {cfg.detection.baseline_s:g} s; "
+            f"{kind}s above z = {thr:g}" if what == "z" else
+            f"each {kind}'s score (1 - cosine between the {kind} and the familiar learned pattern); "
+            f"{kind}s above {thr:g}")
     ranked = sorted(result.events, key=lambda e: (-e.score, e.onset))[: cfg.report.max_event_sections]
 
     rep.add_figure(
         overview_figure(result, cfg), title="Anomaly score over time", section="Overview",
-        caption=(f"Top: the network's anomaly score (input the learned patterns do not explain), max-pooled, "
-                 f"and each {kind}'s score (orange). Bottom: robust z-score of each {kind}'s score against the previous "
-                 f"{cfg.detection.baseline_s:g} s; {kind}s at or above z = {thr:g} are flagged and merged "
+        caption=(f"Top: the network's anomaly score (score mode '{cfg.network.score}'), max-pooled, "
+                 f"and each {kind}'s score (orange). Bottom: {rule} are flagged and merged "
                  f"into events (red spans). Grey: warm-up ({cfg.detection.warmup_s:g} s) while the network "
                  f"first learns the recording, when no event is reported. Hatched grey: unusable signal "
                  f"(signal quality check), not scored and not learned from."))
-    rep.add_html(_events_html(result, len(ranked)), title="Flagged events", section="Overview")
+    rep.add_html(_events_html(result, len(ranked), what), title="Flagged events", section="Overview")
     rep.add_html(_facts_html(result, summary), title="Recording and provenance", section="Overview")
 
     for k, e in enumerate(ranked, 1):
@@ -468,12 +475,13 @@ def build_html(result: AnalysisResult, rec, cfg: Config, summary: dict, scratch:
                f"network saw the same signal encoded from the analysis start, so individual spikes may "
                f"differ slightly in phase")
         rep.add_figure(
-            fig, title=f"Event {k}: {e.onset:.2f} s, z = {e.score:.1f}", section="Events",
-            caption=(f"Event at {e.onset:.3f} s lasting {e.duration:.3f} s (largest z {e.score:.2f}; "
+            fig, title=f"Event {k}: {e.onset:.2f} s, {what} = {e.score:.2f}", section="Events",
+            caption=(f"Event at {e.onset:.3f} s lasting {e.duration:.3f} s (largest {what} {e.score:.2f}; "
                      f"channels {', '.join(e.channels) or 'n/a'}). Each channel is band-passed as in the "
                      f"analysis ({cfg.preprocessing.l_freq}–{cfg.preprocessing.h_freq} Hz, causal); green ▲ / "
                      f"purple ▼ mark its UP / DOWN send-on-delta spikes, {how}. Bottom: the anomaly "
-                     f"score" + (" with R-peaks and their beat z-scores." if result.modality == "ecg" else ".")))
+                     f"score" + (f" with R-peaks and their beat {'z-scores' if what == 'z' else 'scores'}."
+                                 if result.modality == "ecg" else ".")))
 
     rep.add_figure(
         raster_figure(result), title="Network activity", section="Network",

@@ -159,7 +159,7 @@ class DetectorNetwork:
             self.features = nengo.Ensemble(
                 self.net.n_neurons, 1,
                 neuron_type=nengo.LIF(tau_rc=self.net.tau_rc, tau_ref=self.net.tau_ref),
-                gain=nengo.dists.Choice([1.0]), bias=nengo.dists.Choice([0.0]),
+                gain=self._gains(), bias=nengo.dists.Choice([0.0]),
                 label="features",
             )
             rule = None
@@ -195,6 +195,13 @@ class DetectorNetwork:
             self.p_act = nengo.Probe(self.features.neurons, synapse=nengo.Lowpass(tau))
             self.p_spikes = nengo.Probe(self.features.neurons)
         self.model = model
+
+    def _gains(self):
+        """LIF gains: 1 for every neuron, or a fixed ladder from 1 down to ``1 - gain_spread``."""
+        n, spread = self.net.n_neurons, self.net.gain_spread
+        if spread == 0 or n == 1:
+            return nengo.dists.Choice([1.0])
+        return nengo.dists.Samples(1.0 - spread * np.arange(n) / (n - 1))
 
     def input_rows(self, events: np.ndarray, beats=(), gates=()) -> np.ndarray:
         """Stack a chunk's inputs in the order the source Node expects.
