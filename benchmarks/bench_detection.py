@@ -20,6 +20,8 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from spikewatch import evaluate as ev
 from spikewatch.data import data_root
 from spikewatch.io.writers import atomic_write_text, safe_id
@@ -40,6 +42,7 @@ def run(records, stop, backend, out: Path, learning: bool):
         t = time.perf_counter()
         run_job(rec, cfg, out, stop=stop)
         sc = ev.evaluate_ecg_report(rec, out / safe_id(rec.record_id))
+        sc.durations = [d for _, d in ev.load_report(out / safe_id(rec.record_id))["events"]]
         scores[r] = sc
         f = sc.figures()
         print(f"  {r} {'STDP on ' if learning else 'STDP off'} {time.perf_counter() - t:6.1f}s  "
@@ -72,12 +75,25 @@ def main():
         tag = " (paced)" if res[True][r].paced else ""
         lines.append(f"| {r}{tag} | " + " | ".join(f"{fmt(on[c])} / {fmt(off[c])}" for c in COLS) + " |")
     g_on, g_off = ev.gross(list(res[True].values())), ev.gross(list(res[False].values()))
+    for g, scores in ((g_on, res[True]), (g_off, res[False])):
+        kept = [sc for sc in scores.values() if not sc.paced]
+        for key, attr in (("beat_AUC_SVF_vs_N", "auc_abnormal"), ("beat_AUC_V_vs_N", "auc_v")):
+            aucs = [getattr(sc, attr) for sc in kept if getattr(sc, attr) is not None]
+            g[key] = round(float(np.median(aucs)), 4) if aucs else None  # median over records
+        durs = np.array([d for sc in kept for d in sc.durations])
+        g["event_duration_s"] = ({"median": round(float(np.median(durs)), 3),
+                                  "p95": round(float(np.percentile(durs, 95)), 3),
+                                  "max": round(float(durs.max()), 3)} if durs.size else None)
     lines.append("| **gross** | " + " | ".join(f"**{fmt(g_on[c])} / {fmt(g_off[c])}**" for c in COLS) + " |")
     span = "whole records" if a.stop is None else f"first {a.stop:g} s of each record"
     text = (f"# Detection benchmark (MIT-BIH development records, {span})\n\n"
             f"Command: `python benchmarks/bench_detection.py{'' if a.stop is None else f' --stop {a.stop:g}'}`\n\n"
             "Each cell: STDP on / STDP off (same network and seed, learning disabled). "
-            "Gross figures exclude paced records.\n\n" + "\n".join(lines) + "\n")
+            "Gross figures exclude paced records; the gross beat AUCs are medians over the records "
+            "(with at least one beat of each class).\n\n" + "\n".join(lines) + "\n\n"
+            + "Event durations (s), non-paced records, STDP on / off: "
+            + " / ".join("median {median}, 95th percentile {p95}, max {max}".format(**g["event_duration_s"])
+                         if g["event_duration_s"] else "no events" for g in (g_on, g_off)) + "\n")
     print(text)
     res_dir = Path("benchmarks/results")
     res_dir.mkdir(parents=True, exist_ok=True)

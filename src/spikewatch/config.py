@@ -145,6 +145,9 @@ class DetectionConfig(_Section):
         default_factory=lambda: [-0.1, 0.15], description="Span of an event around a flagged R-peak (s)."
     )
     merge_gap_s: float = Field(0.5, ge=0, description="Flagged spans closer than this are merged (s).")
+    merge_consecutive: bool = Field(
+        False, description="Also merge flagged beats/windows that follow each other with no unflagged "
+        "(or unscored) one between them, whatever the gap: a run of abnormal beats is one event.")
 
     @model_validator(mode="after")
     def _window_pair(self):

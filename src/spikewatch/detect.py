@@ -140,7 +140,8 @@ def make_events(times: np.ndarray, z: np.ndarray, span_s, cfg: DetectionConfig,
     span_s : (float, float)
         Span of one flagged item relative to its time (s).
     cfg : DetectionConfig
-        Threshold, merging and duration rules.
+        Threshold, merging (``merge_gap_s``; ``merge_consecutive``: runs of
+        adjacent flagged items) and duration rules.
     channels_for : callable, optional
         ``channels_for(onset, offset) -> list[str]`` naming the channels involved.
     threshold : float, optional
@@ -154,10 +155,12 @@ def make_events(times: np.ndarray, z: np.ndarray, span_s, cfg: DetectionConfig,
     with np.errstate(invalid="ignore"):
         flagged = np.flatnonzero((z > thr) & (times >= cfg.warmup_s))
     events: list[Event] = []
-    cur = None
+    cur, prev = None, -2
     for i in flagged:
         on, off = max(times[i] + span_s[0], 0.0), times[i] + span_s[1]
-        if cur is not None and on - cur[1] <= cfg.merge_gap_s:
+        run = cfg.merge_consecutive and i == prev + 1  # no unflagged item between
+        prev = i
+        if cur is not None and (run or on - cur[1] <= cfg.merge_gap_s):
             cur[1] = max(cur[1], off)
             cur[2] = max(cur[2], z[i])
         else:

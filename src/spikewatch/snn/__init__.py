@@ -15,6 +15,14 @@ if "nengo" not in sys.modules and "IPython" not in sys.modules:
     finally:
         del sys.modules["IPython"]
 
+import warnings  # noqa: E402
+
+# Nengo derives max_rates/intercepts from gain and bias for display only; the feature neurons
+# (bias 0, gains <= 1, driven by weights) have none, which Nengo reports as a warning each build
+warnings.filterwarnings("ignore", message="Non-finite values detected in `max_rates`", category=UserWarning)
+warnings.filterwarnings("ignore", message="(divide by zero|invalid value) encountered in log1p",
+                        category=RuntimeWarning, module="nengo.neurons")
+
 from spikewatch.snn import builder, stdp  # noqa: E402, F401  (registers the builder)
 from spikewatch.snn.stdp import STDP, stdp_step  # noqa: E402
 
