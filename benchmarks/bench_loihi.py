@@ -153,7 +153,8 @@ def main():
             totals[t]["found"] += r[t]["ref_events_found"]
             totals[t]["ref"] += r[t]["events_ref"]
             totals[t]["extra"] += r[t]["extra_events"]
-        r["sim_vs_simreal"] = compare(out["simreal"][0], out["sim"][0], out["simreal"][1], out["sim"][1], z)
+        r["sim_vs_simreal"] = compare(out["simreal"][0], out["sim"][0], out["simreal"][1], out["sim"][1],
+                                      cfg.detection)
         rep = out["sim"][0].backend_report
         r["energy"] = rep["energy"]
         r["quantisation"] = rep["quantisation"]

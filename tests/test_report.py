@@ -86,6 +86,8 @@ def ecg_runs(analysis, mitdb, cfg_file, tmp_path_factory):
 def test_summary_is_complete(ecg_runs, mitdb, cfg_file):
     folder = ecg_runs[0]
     s = json.loads((folder / "summary.json").read_text())
+    side = json.loads((folder / "events.json").read_text())  # ECG thresholds the beat score itself
+    assert "cosine" in side["score"]["Description"] and side["score"]["Units"] == "arbitrary"
     events = anomalies(folder)
     assert s["recording_id"] == "106" and s["input"]["file"] == "106.hea" and s["input"]["format"] == "wfdb"
     for name in ("106.hea", "106.dat", "106.atr"):

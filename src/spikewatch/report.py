@@ -48,6 +48,28 @@ EVENTS_SIDECAR = {
     "channels": {"Description": "Comma-separated channels whose input activity drove the event "
                                 "(signal_quality: the unusable channels)"},
 }
+
+
+def events_sidecar(cfg: Config) -> dict:
+    """The ``events.json`` column descriptions, with the score the config thresholds.
+
+    Parameters
+    ----------
+    cfg : Config
+        Its ``detection.threshold_on`` says what the ``score`` column holds.
+
+    Returns
+    -------
+    dict
+    """
+    out = {k: dict(v) for k, v in EVENTS_SIDECAR.items()}
+    if cfg.detection.threshold_on == "score":
+        out["score"] = {"Description": "Largest anomaly score of the flagged beats/windows within the event "
+                                       "(1 - cosine with the familiar learned pattern for the 'familiar' score; "
+                                       "n/a for signal_quality)", "Units": "arbitrary"}
+    return out
+
+
 #: summary.json keys holding wall times (they differ between identical runs)
 TIMING_KEYS = ("timing_s", "realtime_factor", "realtime_factor_by_stage", "report_timing_s")
 EDF_NAME = "recording.edf"
@@ -142,7 +164,7 @@ def annotations_csv(result: AnalysisResult, rec, cfg: Config) -> str:
     Onsets are absolute times as MNE writes them: the measurement date allowed
     by the privacy settings (or 1970-01-01 when it is dropped, MNE's convention
     for no date) plus the event's seconds from the recording start. Extra
-    columns: ``score`` (largest z) and ``ch_names`` (the event's channels).
+    columns: ``score`` (see :func:`events_sidecar`) and ``ch_names`` (the event's channels).
     """
     ev = all_events(result)
     ann = mne.Annotations([e.onset for e in ev], [e.duration for e in ev], [event_description(e) for e in ev],
@@ -331,7 +353,7 @@ def write_outputs(result: AnalysisResult, rec, cfg: Config, out: str | Path) -> 
                   ([f"{e.onset:.4f}", f"{e.duration:.4f}", e.trial_type, _num(e.score, ".4f"),
                     ",".join(e.channels) or None] for e in all_events(result)))
         if cfg.report.events_sidecar:
-            write_json(tmp / "events.json", EVENTS_SIDECAR)
+            write_json(tmp / "events.json", events_sidecar(cfg))
         if result.modality == "ecg":
             onsets = result.start_s + result.rpeaks / result.sfreq
             write_tsv(tmp / "beats.tsv", ["onset", "score", "z"],
