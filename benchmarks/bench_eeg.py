@@ -257,9 +257,9 @@ def run_site(site: str, seeds, folds: int, stat: str, overrides: dict | None = N
     spec = SITES[site]
     segments, cfg = site_segments(site, per_class, overrides)
     counts = {c: sum(s.label == c for s in segments) for c in sorted({s.label for s in segments})}
+    refs = {k: aucs(v, segments, spec["positive"], spec["target"]) for k, v in references(segments).items()}
     out = {"segments": counts, "config": spec["config"], "positive": spec["positive"], "target": list(spec["target"]),
-           "references": {k: aucs(v, segments, spec["positive"], spec["target"]) for k, v in references(segments).items()},
-           "seeds": {}}
+           "references": refs, "seeds": {}}
     for seed in seeds:
         row = {}
         for learning in (True, False):
