@@ -101,7 +101,8 @@ def test_fast_equals_nengo_on_mitdb(mitdb, record):
     cfg = load_config("ecg")
     sfreq, ev, beats = _events(mitdb / record, 40.0, cfg)
     fast, _ = _assert_equivalent(cfg, sfreq, ev, beats)
-    assert fast.score_in_loop == (getattr(cfg.network, "score", "unexplained") in ("unexplained", "mismatch"))
+    compiled = ("unexplained", "mismatch", "familiar")
+    assert fast.score_in_loop == (getattr(cfg.network, "score", "unexplained") in compiled)
 
 
 def test_python_score_path_equals_nengo(mitdb, monkeypatch):
@@ -113,18 +114,18 @@ def test_python_score_path_equals_nengo(mitdb, monkeypatch):
     assert not fast.score_in_loop
 
 
-@pytest.mark.parametrize("mode", ["unexplained", "mismatch"])
+@pytest.mark.parametrize("mode", ["unexplained", "mismatch", "familiar"])
 def test_compiled_score_equals_anomaly_score(mode):
-    if mode != "unexplained" and "score" not in NetworkConfig.model_fields:
-        pytest.skip("network config has no score modes")
     rng = np.random.default_rng(3)
     u, a, w = rng.random((200, 30)), rng.random((200, 8)) * (rng.random((200, 8)) > 0.3), rng.random((8, 30))
     a[::9] = 0.0
     u[::13] = 0.0
-    got = np.empty(200)
-    fast_mod.K.score_rows(u, a, w, fast_mod.K.SCORE_MODES[mode], got)
-    args = (u, a, w) if mode == "unexplained" and "score" not in NetworkConfig.model_fields else (u, a, w, mode)
-    np.testing.assert_allclose(got, anomaly_score(*args), rtol=1e-12, atol=1e-12)
+    for ref, m in ((0, 30), (5, 12)):  # familiar: the familiar neuron and the leading inputs compared
+        got = np.empty(200)
+        fast_mod.K.score_rows(u, a, w, fast_mod.K.SCORE_MODES[mode], got, ref, m)
+        want = (anomaly_score(u[:, :m], a, w[:, :m], mode, ref) if mode == "familiar"
+                else anomaly_score(u, a, w, mode))
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
 
 
 def test_fast_equals_nengo_without_learning(mitdb):
@@ -159,7 +160,7 @@ def test_fast_equals_nengo_with_heterosynaptic_depression_and_familiar_score(mit
                       stdp__a_plus=0.00125, stdp__a_minus=-0.0001, stdp__w_max=3.0)
     sfreq, ev, beats = _events(mitdb / "106", 40.0, cfg)
     fast, w = _assert_equivalent(cfg, sfreq, ev, beats)
-    assert not fast.score_in_loop
+    assert fast.score_in_loop  # the familiar score on a leading block of inputs runs in the loop
     assert fast.familiarity.sum() > 0
 
 

@@ -54,16 +54,16 @@ import numpy as np
 # float constants
 (F_DT, F_TAU_RC, F_TAU_REF, F_MIN_V, F_AMP, F_EXPM1_DT, F_A_U, F_B_U, F_A_A, F_B_A,
  F_C_PLUS, F_C_MINUS, F_W_MIN, F_W_MAX, F_DECAY_PRE, F_DECAY_POST, F_STUCK_U, F_STUCK_A,
- F_STUCK_PRE, F_STUCK_POST, F_C_DECAY, N_FPAR) = range(22)
+ F_STUCK_PRE, F_STUCK_POST, F_C_DECAY, F_FAM_DECAY, N_FPAR) = range(23)
 # integer constants
-(I_U_SYN, I_A_SYN, I_LEARN, I_SOFT, I_LEARNED_CONN, I_SCORE, I_BLOCK, N_IPAR) = range(8)
+(I_U_SYN, I_A_SYN, I_LEARN, I_SOFT, I_LEARNED_CONN, I_SCORE, I_BLOCK, I_SCORE_COLS, N_IPAR) = range(9)
 # integer state
-(S_HEAD, S_DENSE, S_STEP, S_NACT, S_HAVE_WN, N_ISTATE) = range(6)
+(S_HEAD, S_DENSE, S_STEP, S_NACT, S_HAVE_WN, S_REF, N_ISTATE) = range(7)
 # connection kinds
 PRE_NODE, PRE_NEURONS = 0, 1
 # score modes computed in the loop (-1: the caller computes the score from the probes)
-SCORE_NONE, SCORE_UNEXPLAINED, SCORE_MISMATCH = -1, 0, 1
-SCORE_MODES = {"unexplained": SCORE_UNEXPLAINED, "mismatch": SCORE_MISMATCH}
+SCORE_NONE, SCORE_UNEXPLAINED, SCORE_MISMATCH, SCORE_FAMILIAR = -1, 0, 1, 2
+SCORE_MODES = {"unexplained": SCORE_UNEXPLAINED, "mismatch": SCORE_MISMATCH, "familiar": SCORE_FAMILIAR}
 # the score ignores filtered inputs at or below this (subnormal leftovers of silent inputs)
 SCORE_U_FLOOR = 1e-290
 # steps between two looks for states to park (see the module docstring)
@@ -108,25 +108,34 @@ def _stdp_delta(w, post_c, pre_c, x, y, c_plus, c_minus, w_min, w_max, soft, c_d
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def normalise_rows(wt, wn):  # pragma: no cover
-    """``wn[i] = w_i / max(|w_i|, 1e-12)`` for the transposed weights ``wt`` (n_pre, n_neurons)."""
-    n_pre, n_post = wt.shape
+def normalise_rows(wt, wn, m):  # pragma: no cover
+    """``wn[i, :m] = w_i[:m] / max(|w_i[:m]|, 1e-12)`` for the transposed weights ``wt`` (n_pre, n_neurons)."""
+    n_post = wt.shape[1]
     for i in range(n_post):
         ss = 0.0
-        for j in range(n_pre):
+        for j in range(m):
             ss += wt[j, i] * wt[j, i]
         nrm = max(math.sqrt(ss), 1e-12)
-        for j in range(n_pre):
+        for j in range(m):
             wn[i, j] = wt[j, i] / nrm
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def score_step(u, a, wn, mode):  # pragma: no cover
+def score_step(u, a, wn, mode, ref, m):  # pragma: no cover
     """:func:`spikewatch.snn.network.anomaly_score` of one step (``wn`` row-normalised).
 
     Inputs at or below ``SCORE_U_FLOOR`` count as 0 (they change the score by
-    less than 1e-280 and would cost subnormal arithmetic).
+    less than 1e-280 and would cost subnormal arithmetic). ``familiar`` compares
+    the first ``m`` inputs with row ``ref``; the other modes use every input.
     """
+    if mode == SCORE_FAMILIAR:
+        uss = 0.0
+        dot = 0.0
+        for q in range(m):
+            x = u[q] if u[q] > SCORE_U_FLOOR else 0.0
+            uss += x * x
+            dot += x * wn[ref, q]
+        return 1.0 - dot / max(math.sqrt(uss), 1e-12)
     n_post, n_u = wn.shape
     usum = 0.0
     uss = 0.0
@@ -166,12 +175,12 @@ def score_step(u, a, wn, mode):  # pragma: no cover
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def score_rows(u, a, w, mode, out):  # pragma: no cover
+def score_rows(u, a, w, mode, out, ref, m):  # pragma: no cover
     """:func:`score_step` for every row of ``u``/``a`` with one weight matrix ``w``."""
-    wn = np.empty_like(w)
-    normalise_rows(np.ascontiguousarray(w.T), wn)
+    wn = np.zeros_like(w)
+    normalise_rows(np.ascontiguousarray(w.T), wn, m if mode == SCORE_FAMILIAR else w.shape[1])
     for t in range(u.shape[0]):
-        out[t] = score_step(u[t], a[t], wn, mode)
+        out[t] = score_step(u[t], a[t], wn, mode, ref, m)
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -179,7 +188,7 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
               c_kind, c_idx_off, c_idx, c_w_off, c_w, c_syn, c_ab, syn,
               u_idx, u_of, wt, delta, trow, tcol, ist, q_k, q_v, q_n, s, pre, act, is_act,
               v, rt, fu, fa, xtr, ytr, fu_park, fa_park, x_park, y_park, syn_park, c_stuck,
-              wn, snap_at, snaps, u_out, a_out, counts, score):
+              wn, fam, bspk, snap_at, snaps, u_out, a_out, counts, score):
     """Advance the network by ``ev.shape[1]`` steps.
 
     Parameters
@@ -240,6 +249,10 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
         :func:`stuck_level` of each synapse's ``a``.
     wn : float64 (n_neurons, n_pre)
         Row-normalised weights of the current score block.
+    fam, bspk : float64 (n_neurons,)
+        ``familiar`` score: each neuron's spike count decaying by
+        ``F_FAM_DECAY`` per score block (as ``Runner.familiarity``), and its
+        spikes in the current block.
     snap_at : int64 (n_snap,)
         Steps of this chunk at whose start ``wt`` is copied into ``snaps``.
     snaps : float64 (n_snap, n_pre, n_neurons)
@@ -280,6 +293,8 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
     lc = ipar[I_LEARNED_CONN]
     mode = ipar[I_SCORE]
     block = ipar[I_BLOCK]
+    m_cols = ipar[I_SCORE_COLS]
+    fam_decay = fpar[F_FAM_DECAY]
     trace = u_out.shape[0] > 0
 
     J = np.empty(n_post)
@@ -296,6 +311,7 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
     step = ist[S_STEP]
     n_act = ist[S_NACT]
     have_wn = ist[S_HAVE_WN] != 0
+    ref = ist[S_REF]
     i_snap = 0
     n_snap = snap_at.shape[0]
 
@@ -305,8 +321,17 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
             snaps[i_snap, :, :] = wt
             i_snap += 1
         if mode >= 0 and (step % block == 0 or not have_wn):  # Runner.run's score blocks
-            normalise_rows(wt, wn)
+            normalise_rows(wt, wn, m_cols)
             have_wn = True
+            if mode == SCORE_FAMILIAR:
+                if step % block == 0 and step > 0:
+                    for i in range(n_post):
+                        fam[i] = fam[i] * fam_decay + bspk[i]
+                        bspk[i] = 0.0
+                ref = 0
+                for i in range(1, n_post):  # np.argmax: the first maximum
+                    if fam[i] > fam[ref]:
+                        ref = i
 
         # --- 1. weights += delta (the change computed at the previous step)
         if learn:
@@ -572,7 +597,10 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
             for i in range(n_post):
                 a_out[t, i] = a[i]
         if mode >= 0:
-            score[t] = score_step(u, a, wn, mode)
+            score[t] = score_step(u, a, wn, mode, ref, m_cols)
+            if mode == SCORE_FAMILIAR:
+                for q in range(n_spk):
+                    bspk[spiked[q]] += spike_n
 
         if step % PARK_EVERY == PARK_EVERY - 1:  # park the states that stopped changing
             if u_syn:
@@ -610,3 +638,4 @@ def run_chunk(ev, r_off, r_k, r_d, l_of, fpar, ipar, gain, bias,  # pragma: no c
     ist[S_STEP] = step
     ist[S_NACT] = n_act
     ist[S_HAVE_WN] = 1 if have_wn else 0
+    ist[S_REF] = ref

@@ -75,7 +75,8 @@ class Runner(ABC):
             if self.steps % self.block_steps == 0 or self._w_block is None:
                 self._w_block = self.weights()
                 if self.steps % self.block_steps == 0 and self.steps > 0:
-                    self.familiarity = self.familiarity * self._fam_decay + self._block_spikes
+                    self.familiarity *= self._fam_decay  # in place: a compiled loop may share the arrays
+                    self.familiarity += self._block_spikes
                     self._block_spikes[:] = 0
                 self._ref = int(np.argmax(self.familiarity))
             u, a, spikes = self._simulate(events[:, done:done + k])

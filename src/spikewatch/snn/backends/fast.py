@@ -317,9 +317,15 @@ class FastSpec:
         if p_spk.synapse is not None:
             raise _refuse(f"probe {p_spk}", "the spike probe must have no synapse")
 
-    def arrays(self, block_steps: int, score_mode: int) -> dict:
-        """Constant arrays of the compiled loop, keyed by :func:`_kernels.run_chunk` argument."""
+    def arrays(self, block_steps: int, score_mode: int, score_cols: int | None = None,
+               familiarity_tau_s: float = 300.0) -> dict:
+        """Constant arrays of the compiled loop, keyed by :func:`_kernels.run_chunk` argument.
+
+        ``score_cols``: leading probe columns the ``familiar`` score compares (default all);
+        ``familiarity_tau_s``: its memory, as in :class:`~spikewatch.snn.backends.base.Runner`.
+        """
         f = np.zeros(K.N_FPAR)
+        f[K.F_FAM_DECAY] = float(np.exp(-block_steps * self.dt / familiarity_tau_s))
         f[K.F_DT], f[K.F_TAU_RC], f[K.F_TAU_REF] = self.dt, self.tau_rc, self.tau_ref
         f[K.F_MIN_V], f[K.F_AMP], f[K.F_EXPM1_DT] = self.min_voltage, self.amplitude, self.expm1_dt
         f[K.F_A_U], f[K.F_B_U] = self.syn_u or (0.0, 0.0)
@@ -333,6 +339,7 @@ class FastSpec:
         i[K.I_U_SYN], i[K.I_A_SYN] = self.syn_u is not None, self.syn_a is not None
         i[K.I_LEARN], i[K.I_SOFT], i[K.I_LEARNED_CONN] = self.learn, self.soft, self.learned
         i[K.I_SCORE], i[K.I_BLOCK] = score_mode, block_steps
+        i[K.I_SCORE_COLS] = self.u_idx.size if score_cols is None else score_cols
         fixed = [np.zeros(0) if k == self.learned else c["weights"].ravel() for k, c in enumerate(self.conns)]
         by_row = np.lexsort((self.out_delay, np.arange(self.n_out), self.out_row))  # row, output
         return dict(
@@ -352,11 +359,14 @@ class FastSpec:
 
 
 def _reference_score(net):
-    """The score function and mode :meth:`Runner.run` uses for ``net``."""
+    """The score function ``f(u, a, w, ref, m)`` and mode :meth:`Runner.run` uses for ``net``
+    (``ref``: the familiar neuron, ``m``: the leading inputs compared, for ``familiar``)."""
     mode = getattr(net.net, "score", None)
     if mode is None:  # a network config without score modes: the function's only formula
-        return (lambda u, a, w: anomaly_score(u, a, w)), "unexplained"
-    return (lambda u, a, w: anomaly_score(u, a, w, mode)), mode
+        return (lambda u, a, w, ref, m: anomaly_score(u, a, w)), "unexplained"
+    if mode == "familiar":
+        return (lambda u, a, w, ref, m: anomaly_score(u[:, :m], a, w[:, :m], mode, ref)), mode
+    return (lambda u, a, w, ref, m: anomaly_score(u, a, w, mode)), mode
 
 
 _SCORE_CHECKED: dict = {}
@@ -382,9 +392,12 @@ def compiled_score(net) -> int:
         a[::7] = 0.0
         w = rng.random((5, 12))
         w[1] = 0.0
-        got = np.empty(64)
-        K.score_rows(u, a, w, code, got)
-        _SCORE_CHECKED[key] = bool(np.allclose(got, ref(u, a, w), rtol=1e-12, atol=1e-12))
+        ok = True
+        for r, m in ((0, 12), (2, 7), (1, 5)):  # the familiar neuron and the compared inputs (familiar only)
+            got = np.empty(64)
+            K.score_rows(u, a, w, code, got, r, m)
+            ok &= bool(np.allclose(got, ref(u, a, w, r, m), rtol=1e-12, atol=1e-12))
+        _SCORE_CHECKED[key] = ok
     return code if _SCORE_CHECKED[key] else K.SCORE_NONE
 
 
@@ -406,11 +419,15 @@ class FastRunner(Runner):
         super().__init__(net, block_steps)
         spec = self.spec = FastSpec(net)
         n, p = spec.n_post, spec.n_pre
-        all_cols = getattr(net, "score_cols", slice(None)) == slice(None)
-        mode = compiled_score(net) if spec.u_idx.size == p and all_cols else K.SCORE_NONE
+        cols = getattr(net, "score_cols", slice(None))
+        mode = compiled_score(net) if spec.u_idx.size == p else K.SCORE_NONE
+        if cols != slice(None) and not (mode == K.SCORE_FAMILIAR and cols.start in (0, None) and cols.step is None):
+            mode = K.SCORE_NONE  # the loop compares a leading block of inputs, for 'familiar' only
+        m = p if cols == slice(None) else len(range(p)[cols])
         self.score_in_loop = mode != K.SCORE_NONE
-        self._const = spec.arrays(self.block_steps, mode)
-        self._trace_const = dict(self._const, ipar=spec.arrays(self.block_steps, K.SCORE_NONE)["ipar"])
+        tau = net.net.familiarity_tau_s if hasattr(net.net, "familiarity_tau_s") else 300.0
+        self._const = spec.arrays(self.block_steps, mode, m, tau)
+        self._trace_const = dict(self._const, ipar=spec.arrays(self.block_steps, K.SCORE_NONE, m, tau)["ipar"])
         self._wt = spec.w0.T.copy()  # (n_pre, n_neurons): the loop reads weights by pre input
         depth = spec.depth
         self._state = dict(
@@ -422,7 +439,7 @@ class FastRunner(Runner):
             fu_park=np.zeros(spec.u_idx.size), fa_park=np.zeros(n), x_park=np.zeros(p), y_park=np.zeros(n),
             syn_park=np.zeros((len(spec.conns), n)),
             v=spec.v0.copy(), rt=spec.rt0.copy(), fu=np.zeros(spec.u_idx.size), fa=np.zeros(n),
-            xtr=np.zeros(p), ytr=np.zeros(n), wn=np.zeros((n, p)),
+            xtr=np.zeros(p), ytr=np.zeros(n), wn=np.zeros((n, p)), fam=self.familiarity, bspk=self._block_spikes,
         )
         # weights nengo would clip on its first step make that step dense
         inside = (spec.w_min <= spec.w0) & (spec.w0 <= spec.w_max)
