@@ -2,11 +2,14 @@
 
 * R-peaks come from :class:`spikewatch.rpeaks.RPeakStream` (NeuroKit2's
   ``neurokit`` method as a causal stream: the same peaks whatever the chunks).
-* Beats (ECG) or fixed windows (EEG) get a score; a causal robust z-score
-  against a running baseline (median and IQR of the preceding
-  ``baseline_s`` seconds) makes the threshold adapt to each patient.
+* Beats (ECG) or fixed windows (EEG) get a score and a causal robust z-score
+  against a running baseline (median and IQR of the preceding ``baseline_s``
+  seconds). Either is thresholded (:func:`detection_level`): the score itself
+  when it is scale-free (ECG: a cosine mismatch), else the z-score, which
+  adapts the threshold to each patient (EEG).
 * Flagged beats/windows become events: spans merged when closer than
-  ``merge_gap_s`` and dropped when shorter than ``min_duration_s``.
+  ``merge_gap_s`` or, with ``merge_consecutive``, when no unflagged item lies
+  between them; dropped when shorter than ``min_duration_s``.
 """
 
 from __future__ import annotations
