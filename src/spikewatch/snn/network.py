@@ -10,11 +10,15 @@ One Nengo model is the single description of the network:
   all-to-all lateral inhibition makes neurons compete, so each becomes selective
   to one recurring pattern of the recording (normal beats, background EEG).
 
-The anomaly score at each step measures how poorly the learned patterns
-explain the current input: with ``u`` the filtered input, ``a`` the filtered
-feature activity and ``W_i`` neuron ``i``'s weights,
-``match = sum_i a_i cos(W_i, u) / sum_i a_i`` (0 when no neuron fires) and
-``score = |u|_1 * (1 - match)``: input the network does not recognise.
+The anomaly score at each step (:func:`anomaly_score`) compares the filtered
+input ``u`` with the learned weights ``W_i``: ``"familiar"`` (ECG) takes
+``1 - cos(W_f, u)`` with ``f`` the neuron that fired most over the last
+``familiarity_tau_s`` (the pattern the recording usually shows), optionally on
+the UP/DOWN taps only (``score_inputs``); ``"unexplained"`` (EEG) takes
+``|u|_1 * (1 - match)`` with ``match = sum_i a_i cos(W_i, u) / sum_i a_i`` over
+the filtered feature activity ``a`` (0 when no neuron fires): input the network
+does not recognise. ``gain_spread`` gives the neurons a fixed ladder of
+excitability, so that one of them takes the usual pattern.
 """
 
 from __future__ import annotations
