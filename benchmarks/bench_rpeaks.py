@@ -27,7 +27,7 @@ import numpy as np
 
 from spikewatch.config import load_config
 from spikewatch.data import data_root
-from spikewatch.evaluate import reference_beats
+from spikewatch.evaluate import match_beats, reference_beats
 from spikewatch.io import read_recording
 from spikewatch.preprocess import CausalFilter
 from spikewatch.rpeaks import RPeakStream
@@ -35,21 +35,6 @@ from spikewatch.rpeaks import RPeakStream
 DEFAULT = ["101", "106", "108", "114", "207", "210", "213", "232"]
 TOL_S = 0.1
 LOOK_S = 2.0  # analysis.LOOKAHEAD_S
-
-
-def match(ref: np.ndarray, det: np.ndarray, tol: int) -> int:
-    """Reference beats with a detection within ``tol`` samples, each detection used once (both sorted)."""
-    i = j = hits = 0
-    while i < len(ref) and j < len(det):
-        if det[j] < ref[i] - tol:
-            j += 1
-        elif det[j] > ref[i] + tol:
-            i += 1
-        else:
-            hits += 1
-            i += 1
-            j += 1
-    return hits
 
 
 def streamed(y: np.ndarray, sfreq: float, chunk_s: float) -> np.ndarray:
@@ -116,13 +101,13 @@ def main() -> None:
             if name in names:
                 t = time.perf_counter()
                 runs[name] = fn()
-                tot[name] += [match(ref, runs[name], int(round(TOL_S * sf))), len(runs[name]),
+                tot[name] += [match_beats(ref, runs[name], int(round(TOL_S * sf))), len(runs[name]),
                               time.perf_counter() - t]
         same = all(np.array_equal(runs[n], runs["rpeaks one chunk"]) for n in names[:2])
         n_ref += len(ref)
         cells = []
         for n in names:
-            m = match(ref, runs[n], int(round(TOL_S * sf)))
+            m = match_beats(ref, runs[n], int(round(TOL_S * sf)))
             cells.append(f"Se {100 * m / len(ref):6.2f} PPV {100 * m / max(len(runs[n]), 1):6.2f} ({len(runs[n])})")
         print(f"{r:<7}{len(ref):>6}  " + "  ".join(f"{c:>34}" for c in cells)
               + ("" if same else "   CHUNKED PEAKS DIFFER"))

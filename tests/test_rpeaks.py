@@ -6,7 +6,7 @@ import pytest
 
 from spikewatch.analysis import LOOKAHEAD_S
 from spikewatch.config import load_config
-from spikewatch.evaluate import reference_beats
+from spikewatch.evaluate import match_beats, reference_beats
 from spikewatch.io import read_recording
 from spikewatch.preprocess import CausalFilter
 from spikewatch.rpeaks import RPeakStream
@@ -77,15 +77,7 @@ def test_agrees_with_reference_beats(leads):
     hits = n_ref = n_det = 0
     for sfreq, y, ref in leads.values():
         det = RPeakStream(sfreq).push(y, 0)
-        tol = int(round(0.1 * sfreq))
-        i = j = 0
-        while i < len(ref) and j < len(det):
-            if det[j] < ref[i] - tol:
-                j += 1
-            elif det[j] > ref[i] + tol:
-                i += 1
-            else:
-                hits, i, j = hits + 1, i + 1, j + 1
+        hits += match_beats(ref, det, int(round(0.1 * sfreq)))
         n_ref, n_det = n_ref + len(ref), n_det + len(det)
     assert n_ref > 900
     assert hits / n_ref >= 0.975 and hits / n_det >= 0.975, (hits, n_ref, n_det)

@@ -50,6 +50,34 @@ def read_tsv(path: Path) -> list[dict]:
         raise SpikewatchError(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
+def match_beats(ref: np.ndarray, det: np.ndarray, tol: int) -> int:
+    """Reference beats with a detection within ``tol`` samples, each detection used once.
+
+    Parameters
+    ----------
+    ref, det : ndarray of int
+        Reference and detected beat samples, both sorted.
+    tol : int
+        Tolerance (samples).
+
+    Returns
+    -------
+    int
+        Matched pairs (true positives).
+    """
+    i = j = hits = 0
+    while i < len(ref) and j < len(det):
+        if det[j] < ref[i] - tol:
+            j += 1
+        elif det[j] > ref[i] + tol:
+            i += 1
+        else:
+            hits += 1
+            i += 1
+            j += 1
+    return hits
+
+
 def reference_beats(annotations) -> tuple[np.ndarray, np.ndarray]:
     """Beat times (s) and AAMI classes from a recording's annotations.
 
